@@ -18,6 +18,8 @@ export interface InferenceOutput {
   readonly mapAe?: Tensor;
   /** N x C x h x w autoencoder output (only when the engine was made with `debug`). */
   readonly aeOut?: Tensor;
+  /** N anomalous flags, from engines whose model decides them itself (anomalib's export). */
+  readonly predLabel?: Uint8Array;
 }
 
 /** Options of {@linkcode InferenceEngine.run}. */
@@ -30,6 +32,11 @@ export interface RunOptions {
 export interface InferenceEngine extends AsyncDisposable {
   /** `onnx`, `tfjs` or `anomalib-onnx`, with details such as the execution provider. */
   readonly description: string;
+  /**
+   * What `predScore` is: `raw` (the map's maximum, thresholds applied by the caller) or
+   * `normalized` (anomalib's export bakes thresholds in: 0.5 is the decision boundary).
+   */
+  readonly scoreKind: "raw" | "normalized";
   /** Input height and width the engine expects (N x 3 x H x W, RGB in [0, 1]). */
   readonly inputSize: readonly [number, number];
   /**

@@ -23,12 +23,19 @@ export interface Quantiles {
 /**
  * Checks that a state dict holds every key of the architecture with the right shape.
  * Extra keys are ignored. Quantiles may be missing (they are then treated as unset).
+ * With `only`, just the keys starting with that prefix are checked (`teacher.`).
  *
  * @throws {ModelFormatError} naming `path`, the first missing keys and wrong shapes.
  */
-export function validateStateDict(dict: StateDict, config: EfficientAdConfig, path: string): void {
+export function validateStateDict(
+  dict: StateDict,
+  config: EfficientAdConfig,
+  path: string,
+  options: { only?: string } = {},
+): void {
   const problems: string[] = [];
   for (const [key, shape] of expectedStateDict(config)) {
+    if (options.only !== undefined && !key.startsWith(options.only)) continue;
     const t = dict.get(key);
     if (t === undefined) {
       if (key.startsWith("quantiles.") || key.startsWith("mean_std.")) continue;

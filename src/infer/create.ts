@@ -1,0 +1,53 @@
+/**
+ * Opens the inference engine an artifact and a `type` ask for. The TensorFlow.js engine is
+ * imported only when asked for, so the ONNX hot path never loads it.
+ *
+ * @module
+ */
+import type { Logger } from "../core/log.ts";
+import type { Artifact } from "../model/artifact.ts";
+import type { InferenceEngine } from "./engine.ts";
+import { createAnomalibOnnxEngine } from "./onnx/anomalib_engine.ts";
+import { createOnnxEngine } from "./onnx/engine.ts";
+import type { ExecutionProvider } from "./onnx/session.ts";
+
+/** Engine types: the project's ONNX graph in ONNX Runtime, or TensorFlow.js. */
+export type EngineType = "onnx" | "tfjs";
+
+/** Options of {@linkcode createEngine}. */
+export interface EngineOptions {
+  readonly type?: EngineType;
+  readonly executionProviders?: readonly ExecutionProvider[];
+  readonly intraOpThreads?: number;
+  readonly debug?: boolean;
+  readonly logger?: Logger;
+}
+
+/**
+ * Opens an engine for an artifact. anomalib ONNX exports always run in ONNX Runtime.
+ *
+ * @throws {RangeError} when `tfjs` is asked for an anomalib ONNX export.
+ * @throws {ModelFormatError} when the model cannot be loaded.
+ */
+export async function createEngine(
+  artifact: Artifact,
+  options: EngineOptions = {},
+): Promise<InferenceEngine> {
+  const type = options.type ?? "onnx";
+  if (artifact.kind === "anomalib-onnx") {
+    if (type !== "onnx") {
+      throw new RangeError(
+        `Cannot run ${artifact.path} with engine ${type}: an anomalib ONNX export runs in onnx only`,
+      );
+    }
+    return await createAnomalibOnnxEngine(artifact.path, options);
+  }
+  if (type === "tfjs") {
+    const { createTfjsEngine } = await import("./tfjs/engine.ts");
+    return await createTfjsEngine(artifact.model, {
+      ...(options.debug !== undefined ? { debug: options.debug } : {}),
+      ...(options.logger !== undefined ? { logger: options.logger } : {}),
+    });
+  }
+  return await createOnnxEngine(artifact.model, options);
+}
