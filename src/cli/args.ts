@@ -1,0 +1,98 @@
+/**
+ * Command-line flags shared by the model commands: how to find, describe and run a model.
+ *
+ * @module
+ */
+import { InputError } from "../core/errors.ts";
+import type { ArchitectureHints } from "../model/artifact.ts";
+import type { ModelSize } from "../model/config.ts";
+import type { EngineOptions, EngineType } from "../infer/create.ts";
+import type { ExecutionProvider } from "../infer/onnx/session.ts";
+
+/** The `parseArgs` option table of the model flags. */
+export const MODEL_FLAGS = {
+  model: { type: "string" },
+  engine: { type: "string" },
+  providers: { type: "string" },
+  threads: { type: "string" },
+  size: { type: "string" },
+  padding: { type: "boolean" },
+  "no-pad-maps": { type: "boolean" },
+  "image-size": { type: "string" },
+} as const;
+
+/** Parsed values of {@linkcode MODEL_FLAGS}. */
+export interface ModelFlagValues {
+  model?: string | undefined;
+  engine?: string | undefined;
+  providers?: string | undefined;
+  threads?: string | undefined;
+  size?: string | undefined;
+  padding?: boolean | undefined;
+  "no-pad-maps"?: boolean | undefined;
+  "image-size"?: string | undefined;
+}
+
+const PROVIDERS: readonly ExecutionProvider[] = ["tensorrt", "cuda", "webgpu", "cpu"];
+
+/**
+ * Turns the flags into architecture hints for bare state dicts.
+ *
+ * @throws {InputError} on a bad `--size` or `--image-size`.
+ */
+export function hintsFrom(v: ModelFlagValues): ArchitectureHints {
+  let size: ModelSize | undefined;
+  if (v.size !== undefined) {
+    const s = v.size.toLowerCase();
+    if (s !== "s" && s !== "m") {
+      throw new InputError(`Cannot use --size ${v.size}: expected s or m`);
+    }
+    size = s;
+  }
+  let imageSize: [number, number] | undefined;
+  if (v["image-size"] !== undefined) {
+    const m = /^(\d+)(?:x(\d+))?$/.exec(v["image-size"]);
+    if (!m) {
+      throw new InputError(
+        `Cannot use --image-size ${v["image-size"]}: expected HxW (e.g. 256x256) or one number`,
+      );
+    }
+    imageSize = [Number(m[1]), Number(m[2] ?? m[1])];
+  }
+  return {
+    ...(size ? { size } : {}),
+    ...(v.padding ? { padding: true } : {}),
+    ...(v["no-pad-maps"] ? { padMaps: false } : {}),
+    ...(imageSize ? { imageSize } : {}),
+  };
+}
+
+/**
+ * Turns the flags into engine options.
+ *
+ * @throws {InputError} on an unknown engine or provider, or a bad thread count.
+ */
+export function engineOptionsFrom(v: ModelFlagValues): EngineOptions {
+  const type = (v.engine ?? "onnx") as EngineType;
+  if (type !== "onnx" && type !== "tfjs") {
+    throw new InputError(`Cannot use --engine ${v.engine}: expected onnx or tfjs`);
+  }
+  const providers = (v.providers ?? "cpu").split(",").map((p) => p.trim().toLowerCase());
+  for (const p of providers) {
+    if (!PROVIDERS.includes(p as ExecutionProvider)) {
+      throw new InputError(`Cannot use provider ${p}: expected one of ${PROVIDERS.join(", ")}`);
+    }
+  }
+  let threads: number | undefined;
+  if (v.threads !== undefined) {
+    threads = Number(v.threads);
+    if (!Number.isInteger(threads) || threads < 1) {
+      throw new InputError(`Cannot use --threads ${v.threads}: expected a positive integer`);
+    }
+  }
+  return {
+    type,
+    executionProviders: providers as ExecutionProvider[],
+    ...(threads ? { intraOpThreads: threads } : {}),
+  };
+}

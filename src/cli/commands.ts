@@ -1,0 +1,186 @@
+/**
+ * The command-line commands of `main.ts`: `predict`, `export`, `demo`, `help`.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { dirname, join } from "node:path";
+import { fileURLToPath as fromFileUrl } from "node:url";
+import { InputError } from "../core/errors.ts";
+import { createLogger, type Logger } from "../core/log.ts";
+import { type Artifact, loadArtifact } from "../model/artifact.ts";
+import { resolveConfig } from "../model/config.ts";
+import type { EfficientAdModel } from "../model/model.ts";
+import { syntheticStateDict } from "../model/synthetic.ts";
+import { createEngine } from "../infer/create.ts";
+import { buildEfficientAdGraph } from "../infer/onnx/efficientad_graph.ts";
+import { engineOptionsFrom, hintsFrom, MODEL_FLAGS } from "./args.ts";
+import { predict, readInputs } from "./predict.ts";
+
+/** The project root (where `assets/` lives). */
+export const ROOT = join(dirname(fromFileUrl(import.meta.url)), "..", "..");
+
+/** Text of `help`. */
+export const USAGE = `Usage: deno task cli <command> [options]
+
+Commands:
+  demo                      predict on the bundled demo images with a built-in model
+  predict [options] <inputs...>
+      --model <path>        project model dir, anomalib .pth/.ckpt state dict, or anomalib .onnx
+      --engine onnx|tfjs    inference engine (default onnx)
+      --providers <list>    ONNX execution providers in order, e.g. tensorrt,cuda,cpu (default cpu)
+      --threads <n>         ONNX Runtime intra-op threads (default: all cores)
+      --size s|m            model size, for a bare state dict (checked against the weights)
+      --padding             the model was trained with padding: true
+      --no-pad-maps         the model was trained with pad_maps: false
+      --image-size HxW      the model's input size (default 256x256)
+      --batch <n>           images per run (default 8)
+      --out <dir>           output folder (default out/predict)
+      inputs: PNG / JPEG images or .npy float32 N x 3 x H x W in [0, 1]
+  export --model <path> --out <file.onnx> [--debug]
+                            write the project's inference graph as an ONNX file
+  help                      this text
+`;
+
+/** A synthetic, untrained model that stands in when no model is given. */
+export function builtinModel(): EfficientAdModel {
+  const config = resolveConfig({});
+  return {
+    config,
+    stateDict: syntheticStateDict(config, 0),
+    provenance: {
+      version: "synthetic-s-seed0",
+      source: "synthetic",
+      notes:
+        "untrained EfficientAD-S with deterministic pseudo-random weights; scores mean nothing",
+    },
+    resize: "bilinear",
+  };
+}
+
+async function openArtifact(
+  model: string | undefined,
+  flags: Parameters<typeof hintsFrom>[0],
+  log: Logger,
+): Promise<Artifact> {
+  if (model === undefined) {
+    log.warn(
+      "no --model given: using a built-in UNTRAINED EfficientAD-S (synthetic weights, seed 0); " +
+        "its scores and maps mean nothing. Pass --model with an anomalib .pth, an anomalib " +
+        ".onnx export or a project model directory",
+    );
+    return { kind: "efficientad", path: "builtin:synthetic-s", model: builtinModel() };
+  }
+  return await loadArtifact(model, hintsFrom(flags));
+}
+
+/** `predict`: see {@linkcode USAGE}. */
+export async function predictCommand(args: string[], log: Logger): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args,
+    options: { ...MODEL_FLAGS, out: { type: "string" }, batch: { type: "string" } },
+    allowPositionals: true,
+    strict: true,
+  });
+  if (positionals.length === 0) throw new InputError("Cannot predict: no input files given");
+  const batch = Number(values.batch ?? 8);
+  if (!Number.isInteger(batch) || batch < 1) {
+    throw new InputError(`Cannot use --batch ${values.batch}: expected a positive integer`);
+  }
+  const outDir = values.out ?? "out/predict";
+  const artifact = await openArtifact(values.model, values, log);
+  await using engine = await createEngine(artifact, { ...engineOptionsFrom(values), logger: log });
+  log.info("model loaded", { model: artifact.path, engine: engine.description });
+  const inputs = await readInputs(positionals, engine.inputSize);
+  const thresholds = artifact.kind === "efficientad" ? artifact.model.thresholds : undefined;
+  const results = await predict(engine, inputs, {
+    outDir,
+    batchSize: batch,
+    logger: log,
+    ...(thresholds ? { thresholds } : {}),
+  });
+  const summary = {
+    model: artifact.path,
+    ...(artifact.kind === "efficientad"
+      ? {
+        model_version: artifact.model.provenance.version,
+        model_source: artifact.model.provenance.source,
+      }
+      : {}),
+    engine: engine.description,
+    input_size: engine.inputSize,
+    results,
+  };
+  await Deno.writeTextFile(join(outDir, "summary.json"), JSON.stringify(summary, null, 2) + "\n");
+  for (const r of results) {
+    console.log(
+      `${r.input}\tscore=${r.pred_score.toFixed(5)} (${r.score_kind})` +
+        (r.anomalous !== undefined ? `\tanomalous=${r.anomalous}` : ""),
+    );
+  }
+  log.info("wrote results", {
+    out: outDir,
+    files: "anomaly_map.npy pred_score.npy summary.json *_heatmap.png",
+  });
+}
+
+/** `export`: see {@linkcode USAGE}. */
+export async function exportCommand(args: string[], log: Logger): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: { ...MODEL_FLAGS, out: { type: "string" }, debug: { type: "boolean" } },
+    strict: true,
+  });
+  if (values.out === undefined) {
+    throw new InputError("Cannot export: --out <file.onnx> is required");
+  }
+  const artifact = await openArtifact(values.model, values, log);
+  if (artifact.kind !== "efficientad") {
+    throw new InputError(`Cannot export ${artifact.path}: it is an ONNX file already`);
+  }
+  const bytes = buildEfficientAdGraph(artifact.model, { debug: values.debug ?? false });
+  await Deno.writeFile(values.out, bytes);
+  log.info("wrote ONNX graph", { out: values.out, bytes: bytes.length, opset: 18 });
+}
+
+/** `demo`: the main job on its embedded default. */
+export async function demoCommand(args: string[], log: Logger): Promise<void> {
+  const { values } = parseArgs({ args, options: { out: { type: "string" } }, strict: true });
+  const dir = join(ROOT, "assets", "demo");
+  const inputs = [...Deno.readDirSync(dir)].filter((e) => e.name.endsWith(".png"))
+    .map((e) => join(dir, e.name)).sort();
+  log.info("demo: scoring the bundled images in assets/demo with the built-in model", {
+    images: inputs.length,
+  });
+  await predictCommand(["--out", values.out ?? "out/demo", ...inputs], log);
+}
+
+/** Runs a command line; returns the process exit code. */
+export async function runCli(argv: string[], log: Logger = createLogger()): Promise<number> {
+  const [command = "help", ...rest] = argv;
+  try {
+    switch (command) {
+      case "predict":
+        await predictCommand(rest, log);
+        return 0;
+      case "export":
+        await exportCommand(rest, log);
+        return 0;
+      case "demo":
+        await demoCommand(rest, log);
+        return 0;
+      case "help":
+      case "--help":
+      case "-h":
+        console.log(USAGE);
+        return 0;
+      default:
+        log.error(`unknown command "${command}"`);
+        console.error(USAGE);
+        return 2;
+    }
+  } catch (e) {
+    log.error((e as Error).message);
+    return 1;
+  }
+}

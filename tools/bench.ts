@@ -1,0 +1,130 @@
+/**
+ * Inference benchmark: per-image latency of EfficientAD S and M at 256x256, batch 1 and 8,
+ * for both engines, printed as a table with the thread count used.
+ *
+ * `deno task bench [--engines onnx,tfjs] [--sizes s,m] [--batches 1,8] [--runs N]`
+ *
+ * For the ONNX engine it also times ONNX Runtime's bare `session.run` on the same graph
+ * and input (no tensor copies, no output mapping), so the engine's own overhead shows.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import * as ort from "onnxruntime-node";
+import { type EfficientAdConfig, resolveConfig } from "../src/model/config.ts";
+import type { EfficientAdModel } from "../src/model/model.ts";
+import { syntheticStateDict } from "../src/model/synthetic.ts";
+import { createEngine, type EngineType } from "../src/infer/create.ts";
+import { buildEfficientAdGraph, graphOutputs } from "../src/infer/onnx/efficientad_graph.ts";
+import { cpuCount, createSession } from "../src/infer/onnx/session.ts";
+import type { Tensor } from "../src/core/tensor.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    engines: { type: "string", default: "onnx,tfjs" },
+    sizes: { type: "string", default: "s,m" },
+    batches: { type: "string", default: "1,8" },
+    runs: { type: "string", default: "5" },
+    threads: { type: "string" },
+  },
+});
+
+const threads = values.threads ? Number(values.threads) : cpuCount();
+const runs = Number(values.runs);
+
+function model(size: "s" | "m"): EfficientAdModel {
+  const config: EfficientAdConfig = resolveConfig({ size });
+  return {
+    config,
+    stateDict: syntheticStateDict(config, 0),
+    provenance: { version: "bench", source: "synthetic" },
+    resize: "bilinear",
+  };
+}
+
+function batchOf(n: number): Tensor {
+  const data = new Float32Array(n * 3 * 256 * 256);
+  for (let i = 0; i < data.length; i++) data[i] = ((i * 2654435761) % 1000) / 1000;
+  return { shape: [n, 3, 256, 256], data };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+async function time(fn: () => Promise<unknown>, n: number): Promise<number> {
+  await fn(); // warm-up
+  const ts: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    await fn();
+    ts.push(performance.now() - t0);
+  }
+  return median(ts);
+}
+
+interface Row {
+  engine: string;
+  size: string;
+  batch: number;
+  threads: string;
+  perImage: number;
+  bare?: number;
+}
+
+const rows: Row[] = [];
+for (const engineType of values.engines.split(",") as EngineType[]) {
+  for (const size of values.sizes.split(",") as ("s" | "m")[]) {
+    const m = model(size);
+    await using engine = await createEngine({ kind: "efficientad", path: "bench", model: m }, {
+      type: engineType,
+      intraOpThreads: threads,
+    });
+    let bareSession: ort.InferenceSession | undefined;
+    if (engineType === "onnx") {
+      bareSession = (await createSession(buildEfficientAdGraph(m), { intraOpThreads: threads }))
+        .session;
+    }
+    for (const b of values.batches.split(",").map(Number)) {
+      const batch = batchOf(b);
+      const n = engineType === "tfjs"
+        ? Math.max(1, Math.min(runs, size === "m" || b > 1 ? 1 : 3))
+        : runs;
+      const ms = await time(() => engine.run(batch), n);
+      const row: Row = {
+        engine: engine.description.split(" ")[0]!,
+        size: size.toUpperCase(),
+        batch: b,
+        threads: engineType === "onnx" ? String(threads) : engine.description,
+        perImage: ms / b,
+      };
+      if (bareSession) {
+        const input = new ort.Tensor("float32", batch.data, [...batch.shape]);
+        const bare = await time(() => bareSession!.run({ input }, graphOutputs()), n);
+        row.bare = bare / b;
+      }
+      rows.push(row);
+      console.error(`${row.engine} ${row.size} batch ${b}: ${row.perImage.toFixed(1)} ms/image`);
+    }
+    await bareSession?.release();
+  }
+}
+
+const header =
+  "| engine | size | batch | threads / backend | ms per image | bare session.run ms/image | engine overhead |";
+console.log(`\nEfficientAD 256x256, median of ${runs} runs (tfjs: fewer), ${cpuCount()} CPUs\n`);
+console.log(header);
+console.log("|---|---|---|---|---|---|---|");
+for (const r of rows) {
+  const overhead = r.bare !== undefined
+    ? `${(((r.perImage / r.bare) - 1) * 100).toFixed(1)} %`
+    : "";
+  console.log(
+    `| ${r.engine} | ${r.size} | ${r.batch} | ${r.threads} | ${r.perImage.toFixed(1)} | ${
+      r.bare?.toFixed(1) ?? ""
+    } | ${overhead} |`,
+  );
+}
