@@ -11,9 +11,9 @@
  */
 import { parseArgs } from "node:util";
 import * as ort from "onnxruntime-node";
-import { type EfficientAdConfig, resolveConfig } from "../src/model/config.ts";
+import { resolveConfig } from "../src/model/config.ts";
 import type { EfficientAdModel } from "../src/model/model.ts";
-import { syntheticStateDict } from "../src/model/synthetic.ts";
+import { syntheticModel } from "../src/model/synthetic.ts";
 import { createEngine, type EngineType } from "../src/infer/create.ts";
 import { buildEfficientAdGraph, graphOutputs } from "../src/infer/onnx/efficientad_graph.ts";
 import { cpuCount, createSession } from "../src/infer/onnx/session.ts";
@@ -34,13 +34,7 @@ const threads = values.threads ? Number(values.threads) : cpuCount();
 const runs = Number(values.runs);
 
 function model(size: "s" | "m"): EfficientAdModel {
-  const config: EfficientAdConfig = resolveConfig({ size });
-  return {
-    config,
-    stateDict: syntheticStateDict(config, 0),
-    provenance: { version: "bench", source: "synthetic" },
-    resize: "bilinear",
-  };
+  return syntheticModel(resolveConfig({ size }));
 }
 
 function batchOf(n: number): Tensor {

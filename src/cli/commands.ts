@@ -9,9 +9,7 @@ import { fileURLToPath as fromFileUrl } from "node:url";
 import { InputError } from "../core/errors.ts";
 import { createLogger, type Logger } from "../core/log.ts";
 import { type Artifact, loadArtifact } from "../model/artifact.ts";
-import { resolveConfig } from "../model/config.ts";
-import type { EfficientAdModel } from "../model/model.ts";
-import { syntheticStateDict } from "../model/synthetic.ts";
+import { syntheticModel } from "../model/synthetic.ts";
 import { createEngine } from "../infer/create.ts";
 import { buildEfficientAdGraph } from "../infer/onnx/efficientad_graph.ts";
 import { engineOptionsFrom, hintsFrom, MODEL_FLAGS } from "./args.ts";
@@ -42,22 +40,6 @@ Commands:
   help                      this text
 `;
 
-/** A synthetic, untrained model that stands in when no model is given. */
-export function builtinModel(): EfficientAdModel {
-  const config = resolveConfig({});
-  return {
-    config,
-    stateDict: syntheticStateDict(config, 0),
-    provenance: {
-      version: "synthetic-s-seed0",
-      source: "synthetic",
-      notes:
-        "untrained EfficientAD-S with deterministic pseudo-random weights; scores mean nothing",
-    },
-    resize: "bilinear",
-  };
-}
-
 async function openArtifact(
   model: string | undefined,
   flags: Parameters<typeof hintsFrom>[0],
@@ -69,7 +51,7 @@ async function openArtifact(
         "its scores and maps mean nothing. Pass --model with an anomalib .pth, an anomalib " +
         ".onnx export or a project model directory",
     );
-    return { kind: "efficientad", path: "builtin:synthetic-s", model: builtinModel() };
+    return { kind: "efficientad", path: "builtin:synthetic-s", model: syntheticModel() };
   }
   return await loadArtifact(model, hintsFrom(flags));
 }

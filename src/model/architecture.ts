@@ -38,7 +38,8 @@ export interface ResizeLayer {
 /** One step of a network. Dropout is left out: it is identity at inference. */
 export type Layer = ConvLayer | PoolLayer | ResizeLayer;
 
-function conv(
+/** Makes a conv layer: stride 1, no padding and a ReLU unless the options say otherwise. */
+export function conv(
   name: string,
   inChannels: number,
   outChannels: number,

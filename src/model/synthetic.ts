@@ -14,7 +14,8 @@
  * @module
  */
 import { sizeOf, tensor } from "../core/tensor.ts";
-import type { EfficientAdConfig } from "./config.ts";
+import { type EfficientAdConfig, resolveConfig } from "./config.ts";
+import type { EfficientAdModel } from "./model.ts";
 import { expectedStateDict } from "./architecture.ts";
 import type { StateDict } from "./state_dict.ts";
 
@@ -64,4 +65,24 @@ export function syntheticStateDict(config: EfficientAdConfig, seed = 0): StateDi
     dict.set(key, tensor(shape, data));
   }
   return dict;
+}
+
+/**
+ * A whole untrained model with synthetic weights: for tests, benchmarks and the demo.
+ * Its scores mean nothing; its provenance says so.
+ */
+export function syntheticModel(
+  config: EfficientAdConfig = resolveConfig(),
+  seed = 0,
+): EfficientAdModel {
+  return {
+    config,
+    stateDict: syntheticStateDict(config, seed),
+    provenance: {
+      version: `synthetic-${config.size}-seed${seed}`,
+      source: "synthetic",
+      notes: "untrained EfficientAD with deterministic pseudo-random weights; scores mean nothing",
+    },
+    resize: "bilinear",
+  };
 }

@@ -13,20 +13,10 @@ import { readNpy } from "../../core/npy.ts";
 import { item, tensor } from "../../core/tensor.ts";
 import { resolveConfig } from "../../model/config.ts";
 import type { EfficientAdModel } from "../../model/model.ts";
-import { syntheticStateDict } from "../../model/synthetic.ts";
+import { syntheticModel } from "../../model/synthetic.ts";
 import { readTorchCheckpoint } from "../../model/torch_checkpoint.ts";
 import { selectTfjsBackend } from "./backend.ts";
 import { createTfjsEngine } from "./engine.ts";
-
-function syntheticModel(): EfficientAdModel {
-  const config = resolveConfig();
-  return {
-    config,
-    stateDict: syntheticStateDict(config, 0),
-    provenance: { version: "synthetic", source: "synthetic" },
-    resize: "bilinear",
-  };
-}
 
 function exists(path: string): boolean {
   try {

@@ -1,6 +1,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { maxAbsDiff, sizeOf, type Tensor, tensor } from "../../core/tensor.ts";
 import {
+  conv,
   type ConvLayer,
   type Layer,
   networkOutputSize,
@@ -157,25 +158,6 @@ function take(t: tf.Tensor4D): Tensor {
   } finally {
     t.dispose();
   }
-}
-
-function conv(
-  name: string,
-  inChannels: number,
-  outChannels: number,
-  kernel: number,
-  options: { stride?: number; pad?: number; relu?: boolean } = {},
-): ConvLayer {
-  return {
-    op: "conv",
-    name,
-    inChannels,
-    outChannels,
-    kernel,
-    stride: options.stride ?? 1,
-    pad: options.pad ?? 0,
-    relu: options.relu ?? true,
-  };
 }
 
 const SMALL_NET: Layer[] = [
