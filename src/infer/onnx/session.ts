@@ -63,6 +63,9 @@ export async function createSession(
         interOpNumThreads: 1,
         executionMode: "sequential",
         graphOptimizationLevel: "all",
+        // A provider that fails to load is reported by the fallback line below; keep
+        // ONNX Runtime's own error dump for it out of the log.
+        ...(provider === "cpu" ? {} : { logSeverityLevel: 4 as const }),
       });
       if (skipped.length > 0) {
         options.logger?.warn(`execution provider fallback for ${name}`, {
