@@ -9,10 +9,16 @@ import { ROOT } from "./parity.ts";
 /** Which `src/` folders each folder may import from (besides itself). */
 const ALLOWED: Record<string, string[]> = {
   core: [],
+  config: ["core"],
   model: ["core"],
   image: ["core"],
   infer: ["core", "model", "image"],
-  cli: ["core", "model", "image", "infer"],
+  ingest: ["core", "image"],
+  batch: ["core", "model", "infer"],
+  publish: ["core", "image"],
+  http: ["core"],
+  pipeline: ["core", "config", "model", "image", "infer", "ingest", "batch", "publish", "http"],
+  cli: ["core", "config", "model", "image", "infer", "pipeline"],
 };
 
 function* sourceFiles(dir: string): Generator<string> {

@@ -14,6 +14,7 @@ import { createEngine } from "../infer/create.ts";
 import { buildEfficientAdGraph } from "../infer/onnx/efficientad_graph.ts";
 import { engineOptionsFrom, hintsFrom, MODEL_FLAGS } from "./args.ts";
 import { predict, readInputs } from "./predict.ts";
+import { validateCommand } from "./validate.ts";
 
 /** The project root (where `assets/` lives). */
 export const ROOT = join(dirname(fromFileUrl(import.meta.url)), "..", "..");
@@ -37,6 +38,8 @@ Commands:
       inputs: PNG / JPEG images or .npy float32 N x 3 x H x W in [0, 1]
   export --model <path> --out <file.onnx> [--debug]
                             write the project's inference graph as an ONNX file
+  validate <pipeline.yaml> [--json]
+                            check a pipeline file and print it resolved (secrets hidden)
   help                      this text
 `;
 
@@ -150,6 +153,9 @@ export async function runCli(argv: string[], log: Logger = createLogger()): Prom
         return 0;
       case "demo":
         await demoCommand(rest, log);
+        return 0;
+      case "validate":
+        await validateCommand(rest, log);
         return 0;
       case "help":
       case "--help":

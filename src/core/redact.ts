@@ -12,9 +12,11 @@ const URL_CREDENTIALS = /\b([a-z][a-z0-9+.-]*:\/\/)([^\s/@:]+)(?::[^\s/@]*)?@/gi
  * `rtsp://admin:hunter2@10.0.0.5/s1` becomes `rtsp://***:***@10.0.0.5/s1`.
  */
 export function redact(text: string, secrets: readonly string[] = []): string {
-  let out = text.replace(URL_CREDENTIALS, "$1***:***@");
-  for (const s of secrets) {
+  // Listed secrets first, longest first: a password holding `@` or `:` would otherwise be
+  // cut by the URL rule and leak in part.
+  let out = text;
+  for (const s of [...secrets].sort((a, b) => b.length - a.length)) {
     if (s.length >= 3) out = out.split(s).join("***");
   }
-  return out;
+  return out.replace(URL_CREDENTIALS, "$1***:***@");
 }

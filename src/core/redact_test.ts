@@ -13,3 +13,8 @@ Deno.test("redact() hides user and password of URLs in text", () => {
 Deno.test("redact() hides listed secrets wherever they appear", () => {
   assertEquals(redact("password=s3cret!", ["s3cret!"]), "password=***");
 });
+
+Deno.test("redact() hides a listed password that holds @ and : inside a URL", () => {
+  const out = redact("rtsp://viewer:p@ss:word@h/s", ["p@ss:word"]);
+  assertEquals(out.includes("ss:word"), false);
+});

@@ -1,0 +1,44 @@
+/**
+ * Every default of the pipeline file in one place: the schema checks ranges against them,
+ * resolution fills them in, and `docs/pipeline.md` lists them.
+ *
+ * @module
+ */
+
+/** The defaults of a pipeline file (snake_case keys as in YAML). */
+export const DEFAULTS = {
+  version: 1,
+  camera: {
+    rtsp_transport: "tcp",
+    loop: true,
+    stall_timeout_ms: 5000,
+    backoff: { initial_ms: 500, max_ms: 30000 },
+    resize: "auto",
+    enabled: true,
+  },
+  model: {
+    engine: "onnx",
+    execution_providers: ["cpu"],
+    threshold: { policy: "model" },
+  },
+  batching: { max_batch: 4, max_wait_ms: 20, queue_per_camera: 2 },
+  mqtt: {
+    client_id_prefix: "efficientad-",
+    topic_prefix: "efficientad",
+    qos: 1,
+    retain_status: true,
+    reject_unauthorized: true,
+    queue_limit: 1000,
+    map: { every_n: 1, only_anomalous: false, width: 64, height: 64 },
+    events: {
+      on_threshold: 0.5,
+      off_threshold: 0.4,
+      min_duration_ms: 500,
+      update_interval_ms: 1000,
+    },
+    stats_interval_ms: 10000,
+    embedded: { host: "127.0.0.1", port: 1883 },
+  },
+  http: { enabled: true, host: "127.0.0.1", port: 8080 },
+  logging: { level: "info" },
+} as const;

@@ -1,0 +1,36 @@
+/**
+ * Pipeline files: YAML -> strict schema -> resolved pipeline. See `docs/pipeline.md`.
+ *
+ * ```ts
+ * import { loadPipeline, redactedConfig } from "./src/config/mod.ts";
+ * const pipeline = await loadPipeline("pipelines/demo.yaml");
+ * console.log(JSON.stringify(redactedConfig(pipeline), null, 2));
+ * ```
+ *
+ * @module
+ */
+export { ConfigError, type ConfigIssue, formatIssue } from "./config_error.ts";
+export { DEFAULTS } from "./defaults.ts";
+export { type Env, expandEnv } from "./env.ts";
+export { loadPipeline, parsePipeline, type PipelineOptions } from "./load.ts";
+export { type DisplayOptions, displayPipeline } from "./display.ts";
+export { REDACTED, redactedConfig } from "./redacted.ts";
+export {
+  type ExecutionProviderName,
+  type Hwaccel,
+  type ModelHints,
+  type ResizeMode,
+  type ResolvedBatching,
+  type ResolvedCamera,
+  type ResolvedHttp,
+  type ResolvedModel,
+  type ResolvedMqtt,
+  type ResolvedPipeline,
+  type ResolvedTls,
+  type ResolveOptions,
+  resolvePipeline,
+  type Roi,
+  type ThresholdPolicy,
+} from "./resolve.ts";
+export { type CameraFile, type PipelineFile } from "./schema.ts";
+export { type CameraSource, parseSource } from "./source.ts";

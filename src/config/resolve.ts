@@ -1,0 +1,381 @@
+/**
+ * Turns a validated pipeline file into the resolved pipeline: every default filled in,
+ * camelCase keys, derived values (camera source kinds, the MQTT client id and URL, paths
+ * made absolute), and the list of secrets to keep out of logs.
+ *
+ * @module
+ */
+import { isAbsolute, resolve } from "node:path";
+import { checkPipeline } from "./check.ts";
+import { ConfigError } from "./config_error.ts";
+import { DEFAULTS } from "./defaults.ts";
+import type { CameraFile, PipelineFile } from "./schema.ts";
+import { type CameraSource, parseSource } from "./source.ts";
+
+/** ONNX Runtime execution providers, in the order given (`cpu` is always tried last). */
+export type ExecutionProviderName = "tensorrt" | "cuda" | "webgpu" | "cpu";
+
+/**
+ * How frames reach the model's input size:
+ * - `exact`: ffmpeg only crops and caps the frame rate; the service resizes with
+ *   PyTorch-exact bilinear (what anomalib's export does);
+ * - `ffmpeg`: ffmpeg's scaler resizes (cheaper, not bit-exact);
+ * - `auto`: whatever matches the model's recorded resize method (today `exact`, as every
+ *   model records `bilinear`); the pipeline decides once the model is loaded.
+ */
+export type ResizeMode = "auto" | "exact" | "ffmpeg";
+
+/** A crop in source pixels, applied before resizing. */
+export interface Roi {
+  readonly x: number;
+  readonly y: number;
+  readonly width: number;
+  readonly height: number;
+}
+
+/** Hardware-decode settings passed to ffmpeg before `-i`. */
+export interface Hwaccel {
+  /** `-hwaccel <type>` (e.g. `cuda`, `nvdec`), or null. */
+  readonly type: string | null;
+  /** `-c:v <decoder>` (e.g. `h264_cuvid`, `h264_nvv4l2dec`), or null. */
+  readonly decoder: string | null;
+  /** More input options, verbatim, after the two above. */
+  readonly extraArgs: readonly string[];
+}
+
+/** One camera, resolved. */
+export interface ResolvedCamera {
+  /** Topic-safe name (`[a-z0-9][a-z0-9_-]*`), unique in the file. */
+  readonly name: string;
+  /** The source as written (after `${VAR}` substitution): may hold credentials. */
+  readonly url: string;
+  /** What the URL names; file paths are absolute. */
+  readonly source: CameraSource;
+  /** Frame-rate cap, or null for the source's own rate. */
+  readonly fps: number | null;
+  /** Crop in source pixels, or null for the whole frame. */
+  readonly roi: Roi | null;
+  /** RTSP transport (used by rtsp sources only). */
+  readonly rtspTransport: "tcp" | "udp";
+  /** Restart a file from the beginning when it ends (file sources; false for others). */
+  readonly loop: boolean;
+  /** Restart ffmpeg when no frame arrives for this long. */
+  readonly stallTimeoutMs: number;
+  /** Restart delays: jittered exponential from `initialMs`, capped at `maxMs`. */
+  readonly backoff: { readonly initialMs: number; readonly maxMs: number };
+  readonly resize: ResizeMode;
+  /** Hardware decode, or null for software decode. */
+  readonly hwaccel: Hwaccel | null;
+  /** A disabled camera is validated but not started. */
+  readonly enabled: boolean;
+}
+
+/** The threshold that makes a frame anomalous. */
+export type ThresholdPolicy =
+  /** The model's own calibrated threshold (frames are never anomalous without one). */
+  | { readonly policy: "model" }
+  /** A fixed raw-score threshold. */
+  | { readonly policy: "fixed"; readonly value: number };
+
+/**
+ * What a bare state dict cannot say about itself (and the shape of the built-in model when
+ * there is no path); the same fields as the model loader's `ArchitectureHints`.
+ */
+export interface ModelHints {
+  readonly size?: "s" | "m";
+  readonly padding?: boolean;
+  readonly padMaps?: boolean;
+  /** `[height, width]`. */
+  readonly imageSize?: readonly [number, number];
+}
+
+/** The model, resolved. */
+export interface ResolvedModel {
+  /**
+   * Absolute path of the artifact, or null: the service runs a built-in UNTRAINED model
+   * and must say so.
+   */
+  readonly path: string | null;
+  readonly engine: "onnx" | "tfjs";
+  readonly executionProviders: readonly ExecutionProviderName[];
+  /** ONNX Runtime intra-op threads, or null for all cores. */
+  readonly threads: number | null;
+  readonly threshold: ThresholdPolicy;
+  readonly hints: ModelHints;
+}
+
+/** The batcher, resolved. */
+export interface ResolvedBatching {
+  /** Flush when this many frames wait. */
+  readonly maxBatch: number;
+  /** Flush a partial batch this long after its first frame. */
+  readonly maxWaitMs: number;
+  /** Frames waiting per camera before the oldest is dropped (and counted). */
+  readonly queuePerCamera: number;
+}
+
+/** TLS files for the broker connection (absolute paths). */
+export interface ResolvedTls {
+  readonly ca: string | null;
+  readonly cert: string | null;
+  readonly key: string | null;
+  readonly rejectUnauthorized: boolean;
+}
+
+/** MQTT output, resolved. */
+export interface ResolvedMqtt {
+  /** The URL clients connect to; for the embedded broker `mqtt://<host>:<port>`. */
+  readonly url: string;
+  /** The embedded broker to start, or null when `url` names an external one. */
+  readonly embedded: { readonly host: string; readonly port: number } | null;
+  /** Given, or `efficientad-<hostname>`. */
+  readonly clientId: string;
+  readonly topicPrefix: string;
+  readonly qos: 0 | 1 | 2;
+  /** Publish `<prefix>/<camera>/status` retained. */
+  readonly retainStatus: boolean;
+  readonly tls: ResolvedTls | null;
+  readonly username: string | null;
+  /** A secret: never log it (see {@linkcode ResolvedPipeline.secrets}). */
+  readonly password: string | null;
+  /** Outgoing messages kept while disconnected; older ones are dropped and counted. */
+  readonly queueLimit: number;
+  readonly map: {
+    /** Publish the map of every Nth frame; 0 = never. */
+    readonly everyN: number;
+    /** Publish maps of anomalous frames only. */
+    readonly onlyAnomalous: boolean;
+    readonly width: number;
+    readonly height: number;
+  };
+  readonly events: {
+    /** Normalised score at which an event starts. */
+    readonly onThreshold: number;
+    /** Normalised score below which it ends (hysteresis). */
+    readonly offThreshold: number;
+    /** An event must last this long before `start` is published. */
+    readonly minDurationMs: number;
+    /** `update` messages while an event lasts; 0 = none. */
+    readonly updateIntervalMs: number;
+  };
+  /** `<prefix>/stats` period; 0 = never. */
+  readonly statsIntervalMs: number;
+}
+
+/** The HTTP endpoint, resolved. */
+export interface ResolvedHttp {
+  readonly enabled: boolean;
+  readonly host: string;
+  /** 0 picks a free port. */
+  readonly port: number;
+}
+
+/** A pipeline with every default filled in: what the service runs. */
+export interface ResolvedPipeline {
+  readonly version: 1;
+  /** The file it was read from (or the name given to `parsePipeline`). */
+  readonly file: string;
+  readonly cameras: readonly ResolvedCamera[];
+  readonly model: ResolvedModel;
+  readonly batching: ResolvedBatching;
+  readonly mqtt: ResolvedMqtt;
+  readonly http: ResolvedHttp;
+  readonly logging: { readonly level: "debug" | "info" | "warn" | "error" };
+  /**
+   * Strings never to print: the MQTT password, passwords inside URLs and every value taken
+   * from an environment variable. Pass them to `redact()` from `src/core/redact.ts` for
+   * any text that may quote the config. Not enumerable: `JSON.stringify` and
+   * `console.log` of the pipeline leave it out.
+   */
+  readonly secrets: readonly string[];
+}
+
+/** Options of {@linkcode resolvePipeline}. */
+export interface ResolveOptions {
+  /** Names the pipeline in messages and in `file`. Default `"pipeline"`. */
+  readonly file?: string;
+  /** Relative paths (model, file sources, TLS files) are resolved against it. Default: cwd. */
+  readonly baseDir?: string;
+  /** For the default client id. Default: `Deno.hostname()`, or `localhost` without permission. */
+  readonly hostname?: string;
+  /** Values that came from environment variables (added to `secrets`). */
+  readonly secrets?: readonly string[];
+}
+
+/** This machine's host name, or `localhost` when it cannot be read. */
+function hostName(): string {
+  try {
+    return Deno.hostname();
+  } catch {
+    return "localhost";
+  }
+}
+
+function absolute(baseDir: string, path: string): string {
+  return isAbsolute(path) ? path : resolve(baseDir, path);
+}
+
+function urlPassword(text: string): string[] {
+  try {
+    const url = new URL(text);
+    const out = [url.password, decodeURIComponent(url.password)];
+    if (url.password === "") out.length = 0;
+    return out;
+  } catch {
+    return [];
+  }
+}
+
+/** The embedded broker to start and the URL clients reach it at. */
+function embeddedBroker(host: string, port: number): Pick<ResolvedMqtt, "url" | "embedded"> {
+  return {
+    url: `mqtt://${host.includes(":") ? `[${host}]` : host}:${port}`,
+    embedded: { host, port },
+  };
+}
+
+function resolveCamera(c: CameraFile, baseDir: string): ResolvedCamera {
+  const parsed = parseSource(c.url, baseDir);
+  // The schema has checked the URL already.
+  if (!parsed.ok) throw new Error(`Cannot resolve camera ${c.name}: ${parsed.message}`);
+  const d = DEFAULTS.camera;
+  const hw = c.hwaccel;
+  return {
+    name: c.name,
+    url: c.url,
+    source: parsed.source,
+    fps: c.fps ?? null,
+    roi: c.roi ? { x: c.roi.x, y: c.roi.y, width: c.roi.width, height: c.roi.height } : null,
+    rtspTransport: c.rtsp_transport ?? d.rtsp_transport,
+    loop: parsed.source.kind === "file" ? c.loop ?? d.loop : false,
+    stallTimeoutMs: c.stall_timeout_ms ?? d.stall_timeout_ms,
+    backoff: {
+      initialMs: c.backoff?.initial_ms ?? d.backoff.initial_ms,
+      maxMs: c.backoff?.max_ms ?? d.backoff.max_ms,
+    },
+    resize: c.resize ?? d.resize,
+    hwaccel: hw
+      ? {
+        type: hw.type ?? null,
+        decoder: hw.decoder ?? null,
+        extraArgs: [...(hw.extra_args ?? [])],
+      }
+      : null,
+    enabled: c.enabled ?? d.enabled,
+  };
+}
+
+function resolveValid(
+  file: PipelineFile,
+  options: ResolveOptions,
+): ResolvedPipeline {
+  const baseDir = options.baseDir ?? Deno.cwd();
+  const m = file.model ?? {};
+  const q = file.mqtt ?? {};
+  const d = DEFAULTS;
+  const imageSize = m.image_size;
+  const hints: ModelHints = {
+    ...(m.size !== undefined ? { size: m.size } : {}),
+    ...(m.padding !== undefined ? { padding: m.padding } : {}),
+    ...(m.pad_maps !== undefined ? { padMaps: m.pad_maps } : {}),
+    ...(imageSize !== undefined
+      ? {
+        imageSize: typeof imageSize === "number"
+          ? [imageSize, imageSize] as const
+          : [imageSize[0], imageSize[1]] as const,
+      }
+      : {}),
+  };
+  const threshold: ThresholdPolicy =
+    m.threshold?.policy === "fixed" && m.threshold.value !== undefined
+      ? { policy: "fixed", value: m.threshold.value }
+      : { policy: "model" };
+  const broker = q.url !== undefined ? { url: q.url, embedded: null } : embeddedBroker(
+    q.embedded?.host ?? d.mqtt.embedded.host,
+    q.embedded?.port ?? d.mqtt.embedded.port,
+  );
+  const clientHost = (options.hostname ?? hostName()).replace(/[^A-Za-z0-9._-]/g, "-");
+  const tls = q.tls;
+  const pipeline: Omit<ResolvedPipeline, "secrets"> = {
+    version: 1,
+    file: options.file ?? "pipeline",
+    cameras: file.cameras.map((c) => resolveCamera(c, baseDir)),
+    model: {
+      path: m.path !== undefined ? absolute(baseDir, m.path) : null,
+      engine: m.engine ?? d.model.engine,
+      executionProviders: [...(m.execution_providers ?? d.model.execution_providers)],
+      threads: m.threads ?? null,
+      threshold,
+      hints,
+    },
+    batching: {
+      maxBatch: file.batching?.max_batch ?? d.batching.max_batch,
+      maxWaitMs: file.batching?.max_wait_ms ?? d.batching.max_wait_ms,
+      queuePerCamera: file.batching?.queue_per_camera ?? d.batching.queue_per_camera,
+    },
+    mqtt: {
+      url: broker.url,
+      embedded: broker.embedded,
+      clientId: q.client_id ?? `${d.mqtt.client_id_prefix}${clientHost}`,
+      topicPrefix: q.topic_prefix ?? d.mqtt.topic_prefix,
+      qos: q.qos ?? d.mqtt.qos,
+      retainStatus: q.retain_status ?? d.mqtt.retain_status,
+      tls: tls
+        ? {
+          ca: tls.ca !== undefined ? absolute(baseDir, tls.ca) : null,
+          cert: tls.cert !== undefined ? absolute(baseDir, tls.cert) : null,
+          key: tls.key !== undefined ? absolute(baseDir, tls.key) : null,
+          rejectUnauthorized: tls.reject_unauthorized ?? d.mqtt.reject_unauthorized,
+        }
+        : null,
+      username: q.username ?? null,
+      password: q.password ?? null,
+      queueLimit: q.queue_limit ?? d.mqtt.queue_limit,
+      map: {
+        everyN: q.map?.every_n ?? d.mqtt.map.every_n,
+        onlyAnomalous: q.map?.only_anomalous ?? d.mqtt.map.only_anomalous,
+        width: q.map?.width ?? d.mqtt.map.width,
+        height: q.map?.height ?? d.mqtt.map.height,
+      },
+      events: {
+        onThreshold: q.events?.on_threshold ?? d.mqtt.events.on_threshold,
+        offThreshold: q.events?.off_threshold ?? d.mqtt.events.off_threshold,
+        minDurationMs: q.events?.min_duration_ms ?? d.mqtt.events.min_duration_ms,
+        updateIntervalMs: q.events?.update_interval_ms ?? d.mqtt.events.update_interval_ms,
+      },
+      statsIntervalMs: q.stats_interval_ms ?? d.mqtt.stats_interval_ms,
+    },
+    http: {
+      enabled: file.http?.enabled ?? d.http.enabled,
+      host: file.http?.host ?? d.http.host,
+      port: file.http?.port ?? d.http.port,
+    },
+    logging: { level: file.logging?.level ?? d.logging.level },
+  };
+  const secrets = new Set<string>(options.secrets ?? []);
+  if (q.password !== undefined) secrets.add(q.password);
+  for (const url of [...file.cameras.map((c) => c.url), q.url ?? ""]) {
+    for (const s of urlPassword(url)) secrets.add(s);
+  }
+  Object.defineProperty(pipeline, "secrets", {
+    value: [...secrets].filter((s) => s !== ""),
+    enumerable: false,
+  });
+  return pipeline as ResolvedPipeline;
+}
+
+/**
+ * Validates a pipeline file given as data (no YAML, so no line numbers) and resolves it.
+ * `parsePipeline` and `loadPipeline` are the way in for files; this one serves code and
+ * tests that build pipelines as objects.
+ *
+ * @throws {ConfigError} listing every problem.
+ */
+export function resolvePipeline(
+  file: PipelineFile,
+  options: ResolveOptions = {},
+): ResolvedPipeline {
+  const checked = checkPipeline(file);
+  if (!checked.ok) throw new ConfigError(options.file ?? "pipeline", checked.issues);
+  return resolveValid(checked.file, options);
+}
