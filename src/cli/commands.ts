@@ -7,6 +7,7 @@ import { parseArgs } from "node:util";
 import { dirname, join } from "node:path";
 import { fileURLToPath as fromFileUrl } from "node:url";
 import { InputError } from "../core/errors.ts";
+import { ConfigError } from "../config/mod.ts";
 import { createLogger, type Logger } from "../core/log.ts";
 import { type Artifact, loadArtifact } from "../model/artifact.ts";
 import { syntheticModel } from "../model/synthetic.ts";
@@ -15,6 +16,7 @@ import { buildEfficientAdGraph } from "../infer/onnx/efficientad_graph.ts";
 import { engineOptionsFrom, hintsFrom, MODEL_FLAGS } from "./args.ts";
 import { predict, readInputs } from "./predict.ts";
 import { validateCommand } from "./validate.ts";
+import { runCommand } from "./run.ts";
 
 /** The project root (where `assets/` lives). */
 export const ROOT = join(dirname(fromFileUrl(import.meta.url)), "..", "..");
@@ -23,6 +25,7 @@ export const ROOT = join(dirname(fromFileUrl(import.meta.url)), "..", "..");
 export const USAGE = `Usage: deno task cli <command> [options]
 
 Commands:
+  run <pipeline.yaml>       the service: cameras -> EfficientAD -> MQTT (+ HTTP status)
   demo                      predict on the bundled demo images with a built-in model
   predict [options] <inputs...>
       --model <path>        project model dir, anomalib .pth/.ckpt state dict, or anomalib .onnx
@@ -154,6 +157,9 @@ export async function runCli(argv: string[], log: Logger = createLogger()): Prom
       case "demo":
         await demoCommand(rest, log);
         return 0;
+      case "run":
+        await runCommand(rest, log);
+        return 0;
       case "validate":
         await validateCommand(rest, log);
         return 0;
@@ -169,6 +175,6 @@ export async function runCli(argv: string[], log: Logger = createLogger()): Prom
     }
   } catch (e) {
     log.error((e as Error).message);
-    return 1;
+    return e instanceof ConfigError ? 2 : 1;
   }
 }

@@ -1,0 +1,287 @@
+/**
+ * The inference stage: batches of frames in, one {@linkcode ScoredFrame} per frame out, in
+ * the batch's order.
+ *
+ * Backpressure, per edge:
+ * - **batcher -> inference** (`writable`, high-water mark 1): one batch in flight. A pipe
+ *   reads the next batch from the batcher only once the engine has finished the current
+ *   one, so the batcher's next batch fills meanwhile.
+ * - **inference -> publisher** (`readable`, high-water mark `outputHighWaterMark` scored
+ *   frames, default 64): every scored frame is queued, never dropped here; when the queue
+ *   is full the next batch waits before running. The publisher must not block (it keeps
+ *   its own bounded queue and counts its drops), so in practice this edge does not stall.
+ *
+ * A batch whose engine run fails (throws) is dropped and counted, and the stage carries on;
+ * each distinct error is logged on its 1st, 10th, 100th... occurrence, with its count.
+ *
+ * @example
+ * ```ts
+ * const stage = new InferenceStage({ engine, model: { version: "v1" } });
+ * await batcher.readable.pipeThrough(stage).pipeTo(publisher.writable, { signal });
+ * ```
+ *
+ * @module
+ */
+import type { Frame, ScoredFrame } from "../core/frame.ts";
+import type { Logger } from "../core/log.ts";
+import { type PercentileSnapshot, RollingPercentiles } from "../core/percentiles.ts";
+import { item } from "../core/tensor.ts";
+import type { InferenceEngine, InferenceOutput } from "../infer/engine.ts";
+import type { Thresholds } from "../model/model.ts";
+import { framesToTensor } from "./batch_tensor.ts";
+import { judgeScore, type ThresholdPolicy } from "./threshold_policy.ts";
+
+/** What the stage needs to know about the model an engine serves. */
+export interface ModelInfo {
+  /** Goes into every scored frame's `modelVersion`. */
+  readonly version: string;
+  /** The model's thresholds, for the `model` threshold policy. */
+  readonly thresholds?: Thresholds;
+}
+
+/** Options of {@linkcode InferenceStage}. */
+export interface InferenceStageOptions {
+  /** The engine to run; the stage does not own it (the caller disposes it). */
+  readonly engine: InferenceEngine;
+  /** The model the engine serves. */
+  readonly model: ModelInfo;
+  /** Default `{ policy: "model" }`. */
+  readonly threshold?: ThresholdPolicy;
+  /** Receives engine failures, model swaps and the "no thresholds" notice. */
+  readonly logger?: Logger;
+  /** How many recent batch times the latency percentiles cover. Default 1024. */
+  readonly latencyWindow?: number;
+  /** Scored frames the readable side queues before the next batch waits. Default 64. */
+  readonly outputHighWaterMark?: number;
+  /** Epoch milliseconds for `scoredAt`. Default `Date.now`. */
+  readonly now?: () => number;
+}
+
+/** One distinct engine error and how often it happened. */
+export interface StageError {
+  /** The error's message. */
+  readonly message: string;
+  /** How many batches failed with it. */
+  readonly count: number;
+}
+
+/** What {@linkcode InferenceStage.stats} returns. */
+export interface InferenceStats {
+  /** Batches scored. */
+  readonly batches: number;
+  /** Frames scored. */
+  readonly frames: number;
+  /** `frames / batches`; 0 before the first batch. */
+  readonly meanBatchSize: number;
+  /** Batches dropped because the engine (or the frames' conversion) failed. */
+  readonly failedBatches: number;
+  /** Frames in failed batches. */
+  readonly droppedFrames: number;
+  /** Engine milliseconds per batch (recent window) with totals since start. */
+  readonly batchMs: PercentileSnapshot;
+  /** Distinct failures, oldest first; past 32 distinct messages, new ones count as `(other errors)`. */
+  readonly errors: readonly StageError[];
+  /** The model version the next batch will use. */
+  readonly modelVersion: string;
+  /** How many times `setModel()` swapped the model. */
+  readonly swaps: number;
+}
+
+interface Slot {
+  readonly engine: InferenceEngine;
+  readonly model: ModelInfo;
+}
+
+const MAX_DISTINCT_ERRORS = 32;
+const OTHER_ERRORS = "(other errors)";
+
+function isPowerOfTen(n: number): boolean {
+  while (n >= 10 && n % 10 === 0) n /= 10;
+  return n === 1;
+}
+
+/**
+ * A `TransformStream<Frame[], ScoredFrame>` around an inference engine, with an atomic
+ * model swap between batches. Use it with `pipeThrough`.
+ */
+export class InferenceStage implements ReadableWritablePair<ScoredFrame, Frame[]> {
+  /** Scored frames, one per input frame, in batch order. */
+  readonly readable: ReadableStream<ScoredFrame>;
+  /** Batches of frames (RGB24 at the model's input size). */
+  readonly writable: WritableStream<Frame[]>;
+  #slot: Slot;
+  #policy: ThresholdPolicy;
+  #logger: Logger | undefined;
+  #now: () => number;
+  #latency: RollingPercentiles;
+  #inFlight: Promise<void> | undefined;
+  #abort = new AbortController();
+  #batches = 0;
+  #frames = 0;
+  #failedBatches = 0;
+  #droppedFrames = 0;
+  #swaps = 0;
+  #errors = new Map<string, number>();
+  #toldNoThresholds = new Set<string>();
+
+  /**
+   * Makes the stage around an engine.
+   *
+   * @throws {RangeError} when `latencyWindow` or `outputHighWaterMark` is not a positive
+   * integer.
+   */
+  constructor(options: InferenceStageOptions) {
+    const hwm = options.outputHighWaterMark ?? 64;
+    if (!Number.isInteger(hwm) || hwm < 1) {
+      throw new RangeError(
+        `Cannot make inference stage: outputHighWaterMark must be a positive integer, got ${hwm}`,
+      );
+    }
+    this.#slot = { engine: options.engine, model: options.model };
+    this.#policy = options.threshold ?? { policy: "model" };
+    this.#logger = options.logger;
+    this.#now = options.now ?? Date.now;
+    this.#latency = new RollingPercentiles(options.latencyWindow ?? 1024);
+    const stream = new TransformStream<Frame[], ScoredFrame>(
+      {
+        transform: (frames, controller) => this.#run(frames, controller),
+        cancel: (reason) => this.#abort.abort(reason),
+      },
+      { highWaterMark: 1 },
+      { highWaterMark: hwm },
+    );
+    this.readable = stream.readable;
+    this.writable = stream.writable;
+  }
+
+  /** The model the next batch will use. */
+  get model(): ModelInfo {
+    return this.#slot.model;
+  }
+
+  /** The engine the next batch will use. */
+  get engine(): InferenceEngine {
+    return this.#slot.engine;
+  }
+
+  /**
+   * Swaps the engine and model atomically: the batch in flight (if any) finishes with the
+   * old ones, every later batch uses the new ones.
+   *
+   * @returns the previous engine, once no batch is using it, so that the caller can
+   * dispose it (unless it is the same engine).
+   */
+  async setModel(engine: InferenceEngine, model: ModelInfo): Promise<InferenceEngine> {
+    const previous = this.#slot;
+    this.#slot = { engine, model };
+    this.#swaps++;
+    this.#logger?.info("model swapped", {
+      from: previous.model.version,
+      to: model.version,
+      engine: engine.description,
+    });
+    await this.#inFlight;
+    return previous.engine;
+  }
+
+  /** Counters, latency percentiles and failures. */
+  stats(): InferenceStats {
+    return {
+      batches: this.#batches,
+      frames: this.#frames,
+      meanBatchSize: this.#batches === 0 ? 0 : this.#frames / this.#batches,
+      failedBatches: this.#failedBatches,
+      droppedFrames: this.#droppedFrames,
+      batchMs: this.#latency.snapshot(),
+      errors: [...this.#errors].map(([message, count]) => ({ message, count })),
+      modelVersion: this.#slot.model.version,
+      swaps: this.#swaps,
+    };
+  }
+
+  async #run(
+    frames: Frame[],
+    controller: TransformStreamDefaultController<ScoredFrame>,
+  ): Promise<void> {
+    if (frames.length === 0) return;
+    const slot = this.#slot;
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this.#inFlight = promise;
+    try {
+      const batch = framesToTensor(frames);
+      const t0 = performance.now();
+      const out = await slot.engine.run(batch, { signal: this.#abort.signal });
+      const ms = performance.now() - t0;
+      const scored = this.#score(frames, out, slot, ms);
+      this.#batches++;
+      this.#frames += frames.length;
+      this.#latency.add(ms);
+      for (const s of scored) controller.enqueue(s);
+    } catch (e) {
+      if (this.#abort.signal.aborted) throw e;
+      this.#fail(e, frames.length);
+    } finally {
+      this.#inFlight = undefined;
+      resolve();
+    }
+  }
+
+  #score(frames: Frame[], out: InferenceOutput, slot: Slot, ms: number): ScoredFrame[] {
+    const n = frames.length;
+    if (out.anomalyMap.shape[0] !== n || out.predScore.data.length < n) {
+      throw new RangeError(
+        `Cannot read engine output: expected ${n} maps and scores, got maps of shape [${
+          out.anomalyMap.shape.join(", ")
+        }] and ${out.predScore.data.length} scores`,
+      );
+    }
+    const { engine, model } = slot;
+    if (
+      engine.scoreKind === "raw" && this.#policy.policy === "model" &&
+      model.thresholds === undefined && !this.#toldNoThresholds.has(model.version)
+    ) {
+      this.#toldNoThresholds.add(model.version);
+      this.#logger?.warn("model has no thresholds: no frame will be called anomalous", {
+        model: model.version,
+      });
+    }
+    const scoredAt = this.#now();
+    const result: ScoredFrame[] = [];
+    for (let i = 0; i < n; i++) {
+      const score = out.predScore.data[i]!;
+      const label = out.predLabel?.[i];
+      const judgement = judgeScore(score, {
+        policy: this.#policy,
+        scoreKind: engine.scoreKind,
+        ...(model.thresholds ? { thresholds: model.thresholds } : {}),
+        ...(label !== undefined ? { label: label === 1 } : {}),
+      });
+      const map = item(out.anomalyMap, i);
+      result.push({
+        frame: frames[i]!,
+        score,
+        ...judgement,
+        map: { shape: map.shape, data: map.data.slice() },
+        modelVersion: model.version,
+        batchSize: n,
+        inferenceMs: ms,
+        scoredAt,
+      });
+    }
+    return result;
+  }
+
+  #fail(e: unknown, frames: number): void {
+    this.#failedBatches++;
+    this.#droppedFrames += frames;
+    let message = e instanceof Error ? e.message : String(e);
+    if (!this.#errors.has(message) && this.#errors.size >= MAX_DISTINCT_ERRORS) {
+      message = OTHER_ERRORS;
+    }
+    const count = (this.#errors.get(message) ?? 0) + 1;
+    this.#errors.set(message, count);
+    if (isPowerOfTen(count)) {
+      this.#logger?.error("batch dropped: inference failed", { error: message, frames, count });
+    }
+  }
+}

@@ -1,0 +1,110 @@
+/**
+ * The HTTP server: `Deno.serve` around a {@linkcode Handler}, on 127.0.0.1:8080 by default,
+ * held with `await using` and stopped by an `AbortSignal` or disposal.
+ *
+ * @example
+ * ```ts
+ * await using server = new HttpServer(createHandler({ status }), { port: 8080, signal });
+ * console.log(server.url); // http://127.0.0.1:8080
+ * ```
+ *
+ * @module
+ */
+import type { Logger } from "../core/log.ts";
+import type { Handler } from "./handler.ts";
+
+/** The default listening address: local only. */
+export const DEFAULT_HOSTNAME = "127.0.0.1";
+/** The default port. */
+export const DEFAULT_PORT = 8080;
+
+/** Options of {@linkcode HttpServer}. */
+export interface HttpServerOptions {
+  /** Default {@linkcode DEFAULT_HOSTNAME}. */
+  readonly hostname?: string;
+  /** Default {@linkcode DEFAULT_PORT}; 0 picks a free port (see {@linkcode HttpServer.addr}). */
+  readonly port?: number;
+  /** Stops the server when aborted. */
+  readonly signal?: AbortSignal;
+  /** Says where the server listens, and when it stops. */
+  readonly logger?: Logger;
+}
+
+function hostPort(hostname: string, port: number): string {
+  return `${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}`;
+}
+
+/** A listening HTTP server; dispose it (or abort its signal) to stop it. */
+export class HttpServer implements AsyncDisposable {
+  /** The address the server listens on (the real port when 0 was asked). */
+  readonly addr: Deno.NetAddr;
+  /** `http://host:port`, for logs and clients. */
+  readonly url: string;
+  /** Resolves when the server has stopped. */
+  readonly finished: Promise<void>;
+  #server: Deno.HttpServer<Deno.NetAddr>;
+  #logger: Logger | undefined;
+  #signal: AbortSignal | undefined;
+  #onAbort = () => void this.shutdown();
+  #stopping: Promise<void> | undefined;
+
+  /**
+   * Starts listening at once.
+   *
+   * @throws {Deno.errors.AddrInUse} "Cannot listen on <host:port>: the address is already
+   * in use" when another process holds the port.
+   * @throws {Error} "Cannot listen on <host:port>: <reason>" for other failures (the
+   * original error as `cause`), or the signal's reason when it is already aborted.
+   */
+  constructor(handler: Handler, options: HttpServerOptions = {}) {
+    options.signal?.throwIfAborted();
+    const hostname = options.hostname ?? DEFAULT_HOSTNAME;
+    const port = options.port ?? DEFAULT_PORT;
+    this.#logger = options.logger;
+    const logger = options.logger;
+    try {
+      this.#server = Deno.serve({
+        hostname,
+        port,
+        onListen: () => {},
+        onError: (e) => {
+          logger?.error("HTTP handler failed", { error: e });
+          return new Response("internal error", { status: 500 });
+        },
+      }, handler);
+    } catch (e) {
+      const where = hostPort(hostname, port);
+      if (e instanceof Deno.errors.AddrInUse) {
+        throw new Deno.errors.AddrInUse(
+          `Cannot listen on ${where}: the address is already in use (another instance, or choose another http port)`,
+          { cause: e },
+        );
+      }
+      throw new Error(`Cannot listen on ${where}: ${e instanceof Error ? e.message : e}`, {
+        cause: e,
+      });
+    }
+    this.addr = this.#server.addr;
+    this.url = `http://${hostPort(this.addr.hostname, this.addr.port)}`;
+    this.finished = this.#server.finished;
+    this.#signal = options.signal;
+    this.#signal?.addEventListener("abort", this.#onAbort, { once: true });
+    logger?.info("HTTP listening", { url: this.url });
+  }
+
+  /** Stops accepting connections and waits for requests in progress. Idempotent. */
+  shutdown(): Promise<void> {
+    this.#stopping ??= (async () => {
+      this.#signal?.removeEventListener("abort", this.#onAbort);
+      await this.#server.shutdown();
+      await this.#server.finished;
+      this.#logger?.info("HTTP stopped", { url: this.url });
+    })();
+    return this.#stopping;
+  }
+
+  /** Same as {@linkcode shutdown}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.shutdown();
+  }
+}

@@ -1,0 +1,78 @@
+/**
+ * Loads the pipeline's model and opens its engine, saying plainly when the service runs
+ * the built-in untrained model.
+ *
+ * @module
+ */
+import type { Logger } from "../core/log.ts";
+import type { ResolvedModel } from "../config/mod.ts";
+import { type Artifact, loadArtifact } from "../model/artifact.ts";
+import { resolveConfig } from "../model/config.ts";
+import type { ResizeMethod, Thresholds } from "../model/model.ts";
+import { syntheticModel } from "../model/synthetic.ts";
+import { createEngine } from "../infer/create.ts";
+import type { InferenceEngine } from "../infer/engine.ts";
+
+/** What the pipeline needs to know about its model besides the engine. */
+export interface LoadedModel {
+  readonly engine: InferenceEngine;
+  readonly artifact: Artifact;
+  readonly version: string;
+  readonly source: string;
+  readonly untrained: boolean;
+  readonly thresholds?: Thresholds;
+  /** How frames must be resized (anomalib exports resize themselves: `bilinear`). */
+  readonly resize: ResizeMethod;
+}
+
+/**
+ * Loads the model of a pipeline and opens its engine.
+ *
+ * @throws {ModelFormatError} when the model file cannot be used; the message names it.
+ */
+export async function loadPipelineModel(model: ResolvedModel, log: Logger): Promise<LoadedModel> {
+  let artifact: Artifact;
+  if (model.path === null) {
+    const m = syntheticModel(resolveConfig({
+      ...(model.hints.size ? { size: model.hints.size } : {}),
+      ...(model.hints.padding !== undefined ? { padding: model.hints.padding } : {}),
+      ...(model.hints.padMaps !== undefined ? { padMaps: model.hints.padMaps } : {}),
+      ...(model.hints.imageSize ? { imageSize: model.hints.imageSize } : {}),
+    }));
+    log.warn(
+      "model.path is not set: serving the built-in UNTRAINED EfficientAD " +
+        `${m.config.size.toUpperCase()} (synthetic weights, version ${m.provenance.version}). ` +
+        "Its scores show the pipeline working but mean nothing and it flags nothing; set " +
+        "model.path to an anomalib .pth / .onnx export or a project model directory",
+    );
+    artifact = { kind: "efficientad", path: "builtin:synthetic", model: m };
+  } else {
+    artifact = await loadArtifact(model.path, model.hints);
+  }
+  const engine = await createEngine(artifact, {
+    type: model.engine,
+    executionProviders: model.executionProviders,
+    ...(model.threads !== null ? { intraOpThreads: model.threads } : {}),
+    logger: log,
+  });
+  if (artifact.kind === "anomalib-onnx") {
+    return {
+      engine,
+      artifact,
+      version: artifact.path.split("/").at(-1) ?? artifact.path,
+      source: "anomalib onnx export",
+      untrained: false,
+      resize: "bilinear",
+    };
+  }
+  const m = artifact.model;
+  return {
+    engine,
+    artifact,
+    version: m.provenance.version,
+    source: m.provenance.source,
+    untrained: m.provenance.source === "synthetic",
+    ...(m.thresholds ? { thresholds: m.thresholds } : {}),
+    resize: m.resize,
+  };
+}

@@ -1,0 +1,353 @@
+/**
+ * The one place that wires the stages together (README: "life of a frame"):
+ *
+ * cameras (ffmpeg) -> batcher -> inference -> latency tap -> MQTT publisher
+ *
+ * Start order: broker (embedded when no URL is configured), model and engine, publisher,
+ * HTTP, batcher and inference, cameras last. Shutdown runs in reverse, producers first, so
+ * frames in flight drain into the publisher before it closes.
+ *
+ * Backpressure by edge: camera -> batcher never blocks (oldest waiting frame per camera
+ * dropped and counted); batcher -> inference is pull-based (one batch in flight while the
+ * next fills); inference -> publisher never blocks on the network (the publisher queues,
+ * bounded, and counts drops).
+ *
+ * @module
+ */
+import type { CameraStatus, ScoredFrame } from "../core/frame.ts";
+import type { Logger } from "../core/log.ts";
+import { RollingPercentiles } from "../core/percentiles.ts";
+import { redact } from "../core/redact.ts";
+import type { PipelineStatus } from "../core/status.ts";
+import type { ResolvedCamera, ResolvedPipeline } from "../config/mod.ts";
+import { Batcher } from "../batch/batcher.ts";
+import { InferenceStage } from "../batch/inference_stage.ts";
+import { FfmpegCamera } from "../ingest/ffmpeg_camera.ts";
+import { EmbeddedBroker } from "../publish/broker.ts";
+import { MqttPublisher } from "../publish/publisher.ts";
+import { createHandler } from "../http/handler.ts";
+import { HttpServer } from "../http/server.ts";
+import { type LoadedModel, loadPipelineModel } from "./model_loader.ts";
+
+/** Options of {@linkcode Pipeline.start}. */
+export interface PipelineStartOptions {
+  readonly logger: Logger;
+  /** Aborting stops the pipeline as `[Symbol.asyncDispose]()` does. */
+  readonly signal?: AbortSignal;
+}
+
+/** A running pipeline. Dispose it (or abort its signal) to stop, producers first. */
+export class Pipeline implements AsyncDisposable {
+  readonly config: ResolvedPipeline;
+  readonly startedAt = Date.now();
+  /** Settles when the frame flow ends (all cameras closed and the publisher drained). */
+  readonly done: Promise<void>;
+  #stack: AsyncDisposableStack;
+  #model: LoadedModel;
+  #cameras: FfmpegCamera[];
+  #batcher: Batcher;
+  #stage: InferenceStage;
+  #publisher: MqttPublisher;
+  #broker: EmbeddedBroker | undefined;
+  #http: HttpServer | undefined;
+  #latency = new RollingPercentiles(1000);
+  #disposed: Promise<void> | undefined;
+
+  private constructor(parts: {
+    config: ResolvedPipeline;
+    stack: AsyncDisposableStack;
+    model: LoadedModel;
+    cameras: FfmpegCamera[];
+    batcher: Batcher;
+    stage: InferenceStage;
+    publisher: MqttPublisher;
+    broker: EmbeddedBroker | undefined;
+    http: HttpServer | undefined;
+    done: Promise<void>;
+  }) {
+    this.config = parts.config;
+    this.#stack = parts.stack;
+    this.#model = parts.model;
+    this.#cameras = parts.cameras;
+    this.#batcher = parts.batcher;
+    this.#stage = parts.stage;
+    this.#publisher = parts.publisher;
+    this.#broker = parts.broker;
+    this.#http = parts.http;
+    this.done = parts.done;
+  }
+
+  /** The HTTP server's address, when it runs. */
+  get httpUrl(): string | undefined {
+    return this.#http?.url;
+  }
+
+  /** The MQTT broker the pipeline publishes to. */
+  get mqttUrl(): string {
+    return this.#broker?.url ?? this.config.mqtt.url;
+  }
+
+  /** The inference stage (model swaps go through it). */
+  get inference(): InferenceStage {
+    return this.#stage;
+  }
+
+  /**
+   * Starts every stage of a resolved pipeline.
+   *
+   * @throws {ModelFormatError} when the model cannot be loaded, or an error naming the
+   * port when the embedded broker or HTTP server cannot listen. Nothing is left running.
+   */
+  static async start(config: ResolvedPipeline, options: PipelineStartOptions): Promise<Pipeline> {
+    const log = options.logger;
+    const stack = new AsyncDisposableStack();
+    try {
+      const mq = config.mqtt;
+      let broker: EmbeddedBroker | undefined;
+      if (mq.embedded !== null) {
+        broker = stack.use(
+          await EmbeddedBroker.start({
+            host: mq.embedded.host,
+            port: mq.embedded.port,
+            logger: log.child("broker"),
+          }),
+        );
+        log.info(
+          "mqtt.url is not set: started an embedded MQTT broker; subscribe to it at " +
+            `${broker.url} (topic ${mq.topicPrefix}/#)`,
+        );
+      }
+      const model = await loadPipelineModel(config.model, log.child("model"));
+      stack.use(model.engine);
+
+      let self: Pipeline | undefined;
+      const status = () => self?.status() ?? emptyStatus(config, model);
+      const publisher = stack.use(
+        new MqttPublisher({
+          url: broker?.url ?? mq.url,
+          clientId: mq.clientId,
+          prefix: mq.topicPrefix,
+          qos: mq.qos,
+          retainStatus: mq.retainStatus,
+          ...(broker ? { protocolVersion: broker.protocolVersion } : {}),
+          ...(mq.tls
+            ? {
+              tls: {
+                ...(mq.tls.ca ? { ca: mq.tls.ca } : {}),
+                ...(mq.tls.cert ? { cert: mq.tls.cert } : {}),
+                ...(mq.tls.key ? { key: mq.tls.key } : {}),
+                rejectUnauthorized: mq.tls.rejectUnauthorized,
+              },
+            }
+            : {}),
+          ...(mq.username !== null ? { username: mq.username } : {}),
+          ...(mq.password !== null ? { password: mq.password } : {}),
+          queueLimit: mq.queueLimit,
+          map: mq.map,
+          events: mq.events,
+          statsIntervalMs: mq.statsIntervalMs,
+          stats: status,
+          logger: log.child("mqtt"),
+        }),
+      );
+
+      let http: HttpServer | undefined;
+      if (config.http.enabled) {
+        http = stack.use(
+          new HttpServer(createHandler({ status, logger: log.child("http") }), {
+            hostname: config.http.host,
+            port: config.http.port,
+            logger: log.child("http"),
+          }),
+        );
+      }
+
+      const [height, width] = model.engine.inputSize;
+      const cameras = config.cameras.filter((c) => c.enabled);
+      const batcher = new Batcher({
+        maxBatch: config.batching.maxBatch,
+        maxWaitMs: config.batching.maxWaitMs,
+        queuePerCamera: config.batching.queuePerCamera,
+        cameras: cameras.map((c) => c.name),
+        logger: log.child("batch"),
+      });
+      const stage = new InferenceStage({
+        engine: model.engine,
+        model: {
+          version: model.version,
+          ...(model.thresholds ? { thresholds: model.thresholds } : {}),
+        },
+        threshold: config.model.threshold,
+        logger: log.child("infer"),
+      });
+      const latency = new RollingPercentiles(1000);
+      const tap = new TransformStream<ScoredFrame, ScoredFrame>({
+        transform(scored, controller) {
+          latency.add(Date.now() - scored.frame.capturedAt);
+          controller.enqueue(scored);
+        },
+      });
+      const done = batcher.readable.pipeThrough(stage).pipeThrough(tap).pipeTo(
+        publisher.writable,
+      );
+      // Drain after the producers stop (disposed before this, in reverse order).
+      stack.defer(async () => {
+        await Promise.race([done.catch(() => {}), delay(5000)]);
+      });
+      stack.use(batcher);
+
+      const started: FfmpegCamera[] = [];
+      for (const c of cameras) {
+        const camera = stack.use(
+          new FfmpegCamera(
+            cameraOptions(c, { width, height, resize: model.resize, config, log, publisher }),
+          ),
+        );
+        camera.readable.pipeTo(batcher.writable()).catch((e) => {
+          log.warn(`camera ${c.name} stream ended`, { error: redact(String(e), config.secrets) });
+        });
+        started.push(camera);
+      }
+      self = new Pipeline({
+        config,
+        stack: stack.move(),
+        model,
+        cameras: started,
+        batcher,
+        stage,
+        publisher,
+        broker,
+        http,
+        done,
+      });
+      self.#latency = latency;
+      options.signal?.addEventListener("abort", () => void self?.[Symbol.asyncDispose](), {
+        once: true,
+      });
+      log.info("pipeline running", {
+        cameras: started.length,
+        model: model.version,
+        engine: model.engine.description,
+        mqtt: redact(broker?.url ?? mq.url, config.secrets),
+        ...(http ? { http: http.url } : {}),
+      });
+      return self;
+    } catch (e) {
+      await stack.disposeAsync();
+      throw e;
+    }
+  }
+
+  /** A snapshot of every stage's counters. */
+  status(): PipelineStatus {
+    const b = this.#batcher.stats();
+    const inf = this.#stage.stats();
+    const c = this.#publisher.counters;
+    return {
+      startedAt: this.startedAt,
+      model: {
+        version: inf.modelVersion,
+        source: this.#model.source,
+        engine: this.#stage.engine.description,
+        untrained: this.#model.untrained,
+      },
+      cameras: this.#cameras.map((cam) => {
+        const s: CameraStatus = cam.status();
+        const dropped = b.cameras[cam.name]?.dropped ?? 0;
+        return { ...s, framesDropped: s.framesDropped + dropped };
+      }),
+      inference: {
+        batches: inf.batches,
+        frames: inf.frames,
+        meanBatchSize: inf.meanBatchSize,
+        batchMs: inf.batchMs,
+        captureToPublishMs: this.#latency.snapshot(),
+      },
+      mqtt: {
+        url: redact(this.mqttUrl, this.config.secrets),
+        embedded: this.#broker !== undefined,
+        connected: c.connected,
+        queued: c.queued,
+        published: c.published,
+        dropped: c.dropped,
+      },
+    };
+  }
+
+  /** Stops the pipeline: cameras first, then the batcher, then the rest. Idempotent. */
+  [Symbol.asyncDispose](): Promise<void> {
+    this.#disposed ??= this.#stack.disposeAsync();
+    return this.#disposed;
+  }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const id = setTimeout(resolve, ms);
+    Deno.unrefTimer(id);
+  });
+}
+
+function cameraOptions(
+  c: ResolvedCamera,
+  ctx: {
+    width: number;
+    height: number;
+    resize: string;
+    config: ResolvedPipeline;
+    log: Logger;
+    publisher: MqttPublisher;
+  },
+): ConstructorParameters<typeof FfmpegCamera>[0] {
+  // `auto`: every model this project loads records PyTorch-style bilinear resizing, which
+  // the service reproduces exactly; ffmpeg's scaler would shift thresholds.
+  const resize = c.resize === "auto" ? "exact" : c.resize;
+  return {
+    name: c.name,
+    source: c.url,
+    width: ctx.width,
+    height: ctx.height,
+    resize,
+    ...(c.fps !== null ? { fps: c.fps } : {}),
+    ...(c.roi !== null ? { roi: c.roi } : {}),
+    ...(c.hwaccel !== null
+      ? {
+        hwaccel: {
+          ...(c.hwaccel.type !== null ? { type: c.hwaccel.type } : {}),
+          ...(c.hwaccel.decoder !== null ? { decoder: c.hwaccel.decoder } : {}),
+          args: c.hwaccel.extraArgs,
+        },
+      }
+      : {}),
+    rtspTransport: c.rtspTransport,
+    loop: c.loop,
+    stallTimeoutMs: c.stallTimeoutMs,
+    backoff: { initialMs: c.backoff.initialMs, maxMs: c.backoff.maxMs },
+    logger: ctx.log.child(`camera ${c.name}`),
+    onStatus: (s) => ctx.publisher.publishStatus(s),
+    secrets: ctx.config.secrets,
+  };
+}
+
+function emptyStatus(config: ResolvedPipeline, model: LoadedModel): PipelineStatus {
+  const zero = { p50: 0, p95: 0, p99: 0, count: 0 };
+  return {
+    startedAt: Date.now(),
+    model: {
+      version: model.version,
+      source: model.source,
+      engine: model.engine.description,
+      untrained: model.untrained,
+    },
+    cameras: [],
+    inference: { batches: 0, frames: 0, meanBatchSize: 0, batchMs: zero, captureToPublishMs: zero },
+    mqtt: {
+      url: redact(config.mqtt.url, config.secrets),
+      embedded: config.mqtt.embedded !== null,
+      connected: false,
+      queued: 0,
+      published: 0,
+      dropped: 0,
+    },
+  };
+}

@@ -1,0 +1,110 @@
+import type { CameraStatus } from "../core/frame.ts";
+import type { PipelineStatus } from "../core/status.ts";
+import { assertEquals } from "../../tests/assert.ts";
+import { eventMessage, scoreMessage, statsMessage, statusMessage } from "./payloads.ts";
+import { syntheticScoredFrame } from "./testing.ts";
+
+Deno.test("scoreMessage() carries raw and normalised scores, the raw threshold and latency", () => {
+  const scored = syntheticScoredFrame({
+    camera: "line-1",
+    seq: 7,
+    capturedAt: Date.UTC(2025, 0, 2, 3, 4, 5, 600),
+    score: 1.25,
+    normalizedScore: 0.61,
+    threshold: 1.1,
+    batchSize: 4,
+    inferenceMs: 12.3456,
+  });
+  assertEquals(scoreMessage(scored, Date.UTC(2025, 0, 2, 3, 4, 5, 600) + 42.5), {
+    v: 1,
+    camera: "line-1",
+    seq: 7,
+    captured_at: "2025-01-02T03:04:05.600Z",
+    captured_at_ms: Date.UTC(2025, 0, 2, 3, 4, 5, 600),
+    score: 1.25,
+    threshold: 1.1,
+    normalized_score: 0.61,
+    anomalous: true,
+    model_version: "test-model@1",
+    latency_ms: 42.5,
+    batch_size: 4,
+    inference_ms: 12.346,
+  });
+});
+
+Deno.test("scoreMessage() gives null threshold and normalised score when unknown", () => {
+  const m = scoreMessage(syntheticScoredFrame({ anomalous: false }), Date.now());
+  assertEquals([m.threshold, m.normalized_score], [null, null]);
+});
+
+Deno.test("statusMessage() redacts credentials in the last error", () => {
+  const status: CameraStatus = {
+    camera: "cam",
+    state: "reconnecting",
+    framesIn: 10,
+    framesDropped: 1,
+    reconnects: 2,
+    stalls: 0,
+    lastError: "Cannot open rtsp://admin:hunter2@10.0.0.5/s1: refused",
+  };
+  const m = statusMessage(status, 0);
+  assertEquals(m.last_error, "Cannot open rtsp://***:***@10.0.0.5/s1: refused");
+  assertEquals([m.state, m.last_frame_at, m.time], [
+    "reconnecting",
+    null,
+    "1970-01-01T00:00:00.000Z",
+  ]);
+});
+
+Deno.test("eventMessage() sets end fields only on end", () => {
+  const base = {
+    id: "id-1",
+    camera: "cam",
+    startSeq: 3,
+    lastSeq: 9,
+    startedAt: 1000,
+    lastAt: 1600,
+    durationMs: 600,
+    peakScore: 2,
+    peakNormalizedScore: 0.8,
+    peakSeq: 5,
+    frames: 7,
+  };
+  const context = { onThreshold: 0.5, offThreshold: 0.45, threshold: 1.5, modelVersion: "m" };
+  const start = eventMessage({ ...base, type: "start" }, context);
+  assertEquals([start.end_seq, start.ended_at, start.reason], [null, null, null]);
+  const end = eventMessage({ ...base, type: "end", reason: "cleared" }, context);
+  assertEquals([end.end_seq, end.ended_at_ms, end.reason, end.duration_ms], [
+    9,
+    1600,
+    "cleared",
+    600,
+  ]);
+});
+
+function pipelineStatus(framesIn: number): PipelineStatus {
+  const p = { p50: 1, p95: 2, p99: 3, count: 10 };
+  return {
+    startedAt: 0,
+    model: { version: "m", source: "x", engine: "onnx (cpu)", untrained: false },
+    cameras: [{
+      camera: "cam",
+      state: "online",
+      framesIn,
+      framesDropped: 0,
+      reconnects: 0,
+      stalls: 0,
+    }],
+    inference: { batches: 1, frames: 1, meanBatchSize: 1, batchMs: p, captureToPublishMs: p },
+    mqtt: { url: "u", embedded: false, connected: true, queued: 0, published: 0, dropped: 0 },
+  };
+}
+
+Deno.test("statsMessage() computes per-camera rates against the previous sample", () => {
+  const first = { at: 10_000, status: pipelineStatus(100), scored: new Map([["cam", 90]]) };
+  const second = { at: 12_000, status: pipelineStatus(160), scored: new Map([["cam", 140]]) };
+  assertEquals(statsMessage(first).cameras[0]!.fps_in, null);
+  const m = statsMessage(second, first);
+  assertEquals([m.cameras[0]!.fps_in, m.cameras[0]!.fps_scored, m.uptime_s], [30, 25, 12]);
+  assertEquals(m.inference.batch_ms, { p50: 1, p95: 2, p99: 3, count: 10 });
+});

@@ -1,0 +1,101 @@
+/**
+ * The MQTT topic tree: every topic the service publishes, under one prefix.
+ *
+ * ```text
+ * <prefix>/available          online | offline (retained; offline is the last will)
+ * <prefix>/stats              pipeline statistics (JSON, periodic)
+ * <prefix>/<camera>/status    camera state and counters (JSON, retained)
+ * <prefix>/<camera>/score     one JSON message per processed frame
+ * <prefix>/<camera>/map       the anomaly map as an 8-bit greyscale PNG
+ * <prefix>/<camera>/event     anomaly events: start, update, end (JSON)
+ * ```
+ *
+ * @module
+ */
+
+/** The default topic prefix. */
+export const DEFAULT_PREFIX = "efficientad";
+
+/** The topics of one deployment (one prefix). */
+export interface Topics {
+  /** `<prefix>/available`. */
+  readonly available: string;
+  /** `<prefix>/stats`. */
+  readonly stats: string;
+  /** `<prefix>/<camera>/status`. */
+  status(camera: string): string;
+  /** `<prefix>/<camera>/score`. */
+  score(camera: string): string;
+  /** `<prefix>/<camera>/map`. */
+  map(camera: string): string;
+  /** `<prefix>/<camera>/event`. */
+  event(camera: string): string;
+}
+
+/** Wildcards and NUL: never allowed in a published topic. */
+function hasForbidden(s: string): boolean {
+  return s.includes("+") || s.includes("#") || s.includes("\0");
+}
+
+/**
+ * Checks a topic prefix: one or more non-empty levels without wildcards, not starting
+ * with `$` (reserved for brokers) and without a leading or trailing `/`.
+ *
+ * @throws {RangeError} naming the prefix and the problem.
+ */
+export function checkPrefix(prefix: string): string {
+  const problem = prefix === ""
+    ? "it is empty"
+    : hasForbidden(prefix)
+    ? "it holds a wildcard (+ or #) or a NUL character"
+    : prefix.startsWith("$")
+    ? "topics starting with $ are reserved for the broker"
+    : prefix.split("/").some((level) => level === "")
+    ? "it has an empty level (a leading, trailing or double /)"
+    : undefined;
+  if (problem !== undefined) {
+    throw new RangeError(`Cannot use MQTT topic prefix ${JSON.stringify(prefix)}: ${problem}`);
+  }
+  return prefix;
+}
+
+/**
+ * Checks that a camera name is one topic level: not empty, no `/`, `+`, `#` or NUL.
+ *
+ * @throws {RangeError} naming the camera and the problem.
+ */
+export function checkCameraName(camera: string): string {
+  if (camera === "" || camera.includes("/") || hasForbidden(camera)) {
+    throw new RangeError(
+      `Cannot publish for camera ${
+        JSON.stringify(camera)
+      }: a camera name must be one non-empty MQTT topic level without /, + or #`,
+    );
+  }
+  return camera;
+}
+
+/**
+ * The topic tree under `prefix`.
+ *
+ * @throws {RangeError} when the prefix is not usable (see {@linkcode checkPrefix}); the
+ * per-camera functions throw when the camera name is not (see {@linkcode checkCameraName}).
+ *
+ * @example
+ * ```ts
+ * const t = topics("factory/efficientad");
+ * t.score("line-1"); // "factory/efficientad/line-1/score"
+ * ```
+ */
+export function topics(prefix: string = DEFAULT_PREFIX): Topics {
+  checkPrefix(prefix);
+  const camera = (name: string, leaf: string) => `${prefix}/${checkCameraName(name)}/${leaf}`;
+  return {
+    available: `${prefix}/available`,
+    stats: `${prefix}/stats`,
+    status: (name) => camera(name, "status"),
+    score: (name) => camera(name, "score"),
+    map: (name) => camera(name, "map"),
+    event: (name) => camera(name, "event"),
+  };
+}
