@@ -29,6 +29,9 @@ import { createHandler } from "../http/handler.ts";
 import { HttpServer } from "../http/server.ts";
 import { type LoadedModel, loadPipelineModel } from "./model_loader.ts";
 
+/** How long shutdown waits for frames in flight to reach the publisher. */
+const DRAIN_TIMEOUT_MS = 5000;
+
 /** Options of {@linkcode Pipeline.start}. */
 export interface PipelineStartOptions {
   readonly logger: Logger;
@@ -192,7 +195,12 @@ export class Pipeline implements AsyncDisposable {
       );
       // Drain after the producers stop (disposed before this, in reverse order).
       stack.defer(async () => {
-        await Promise.race([done.catch(() => {}), delay(5000)]);
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        await Promise.race([
+          done.catch(() => {}),
+          new Promise<void>((resolve) => timer = setTimeout(resolve, DRAIN_TIMEOUT_MS)),
+        ]);
+        clearTimeout(timer);
       });
       stack.use(batcher);
 
@@ -279,13 +287,6 @@ export class Pipeline implements AsyncDisposable {
     this.#disposed ??= this.#stack.disposeAsync();
     return this.#disposed;
   }
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => {
-    const id = setTimeout(resolve, ms);
-    Deno.unrefTimer(id);
-  });
 }
 
 function cameraOptions(
