@@ -22,7 +22,10 @@ import type { PipelineStatus } from "../core/status.ts";
 import type { ResolvedCamera, ResolvedPipeline } from "../config/mod.ts";
 import { Batcher } from "../batch/batcher.ts";
 import { InferenceStage } from "../batch/inference_stage.ts";
+import type { Camera } from "../ingest/camera.ts";
+import { ffmpegAvailable } from "../ingest/ffmpeg_available.ts";
 import { FfmpegCamera } from "../ingest/ffmpeg_camera.ts";
+import { SyntheticCamera } from "../ingest/synthetic_camera.ts";
 import { EmbeddedBroker } from "../publish/broker.ts";
 import { MqttPublisher } from "../publish/publisher.ts";
 import { createHandler } from "../http/handler.ts";
@@ -47,7 +50,7 @@ export class Pipeline implements AsyncDisposable {
   readonly done: Promise<void>;
   #stack: AsyncDisposableStack;
   #model: LoadedModel;
-  #cameras: FfmpegCamera[];
+  #cameras: Camera[];
   #batcher: Batcher;
   #stage: InferenceStage;
   #publisher: MqttPublisher;
@@ -60,7 +63,7 @@ export class Pipeline implements AsyncDisposable {
     config: ResolvedPipeline;
     stack: AsyncDisposableStack;
     model: LoadedModel;
-    cameras: FfmpegCamera[];
+    cameras: Camera[];
     batcher: Batcher;
     stage: InferenceStage;
     publisher: MqttPublisher;
@@ -204,13 +207,35 @@ export class Pipeline implements AsyncDisposable {
       });
       stack.use(batcher);
 
-      const started: FfmpegCamera[] = [];
+      const haveFfmpeg = await ffmpegAvailable();
+      const started: Camera[] = [];
       for (const c of cameras) {
-        const camera = stack.use(
-          new FfmpegCamera(
+        let camera: Camera;
+        if (!haveFfmpeg && c.source.kind === "lavfi") {
+          log.warn(
+            `ffmpeg is not installed: camera ${c.name} shows the built-in synthetic scene ` +
+              "(a part with an injected defect one second in six) instead of its lavfi source; " +
+              "install ffmpeg (Debian: apt-get install ffmpeg) for real sources",
+          );
+          camera = new SyntheticCamera({
+            name: c.name,
+            width,
+            height,
+            fps: c.fps ?? 4,
+            logger: log,
+          });
+        } else {
+          if (!haveFfmpeg) {
+            log.error(
+              `ffmpeg is not installed: camera ${c.name} cannot start; install ffmpeg ` +
+                "(Debian: apt-get install ffmpeg); its status stays reconnecting",
+            );
+          }
+          camera = new FfmpegCamera(
             cameraOptions(c, { width, height, resize: model.resize, config, log, publisher }),
-          ),
-        );
+          );
+        }
+        stack.use(camera);
         camera.readable.pipeTo(batcher.writable()).catch((e) => {
           log.warn(`camera ${c.name} stream ended`, { error: redact(String(e), config.secrets) });
         });
