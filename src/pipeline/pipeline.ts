@@ -126,8 +126,8 @@ export class Pipeline implements AsyncDisposable {
       const model = await loadPipelineModel(config.model, log.child("model"));
       stack.use(model.engine);
 
-      let self: Pipeline | undefined;
-      const status = () => self?.status() ?? emptyStatus(config, model);
+      let running: Pipeline | undefined;
+      const status = () => running?.status() ?? emptyStatus(config, model);
       const publisher = stack.use(
         new MqttPublisher({
           url: broker?.url ?? mq.url,
@@ -241,7 +241,7 @@ export class Pipeline implements AsyncDisposable {
         });
         started.push(camera);
       }
-      self = new Pipeline({
+      running = new Pipeline({
         config,
         stack: stack.move(),
         model,
@@ -253,8 +253,8 @@ export class Pipeline implements AsyncDisposable {
         http,
         done,
       });
-      self.#latency = latency;
-      options.signal?.addEventListener("abort", () => void self?.[Symbol.asyncDispose](), {
+      running.#latency = latency;
+      options.signal?.addEventListener("abort", () => void running?.[Symbol.asyncDispose](), {
         once: true,
       });
       log.info("pipeline running", {
@@ -264,7 +264,7 @@ export class Pipeline implements AsyncDisposable {
         mqtt: redact(broker?.url ?? mq.url, config.secrets),
         ...(http ? { http: http.url } : {}),
       });
-      return self;
+      return running;
     } catch (e) {
       await stack.disposeAsync();
       throw e;
