@@ -330,7 +330,8 @@ function cameraOptions(
   const resize = c.resize === "auto" ? "exact" : c.resize;
   return {
     name: c.name,
-    source: c.url,
+    // File paths were resolved against the pipeline file's folder; ffmpeg gets that path.
+    source: c.source.kind === "file" ? c.source.path : c.url,
     width: ctx.width,
     height: ctx.height,
     resize,

@@ -259,3 +259,53 @@ Deno.test({
     assertOk(pipeline.status().cameras.find((c) => c.camera === "gone")!.reconnects >= 1);
   },
 });
+
+Deno.test({
+  name: `Pipeline() reads a video file named relative to the pipeline file${SKIP}`,
+  ignore: !HAS_FFMPEG,
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    try {
+      const made = await new Deno.Command("ffmpeg", {
+        args: [
+          "-v",
+          "error",
+          "-f",
+          "lavfi",
+          "-i",
+          "testsrc2=size=320x240:rate=5",
+          "-t",
+          "2",
+          "-y",
+          join(dir, "clip.mp4"),
+        ],
+        stdout: "null",
+        stderr: "null",
+      }).output();
+      assertOk(made.success, "ffmpeg could not make the test clip");
+      const file = join(dir, "line.yaml");
+      await Deno.writeTextFile(
+        file,
+        `cameras:
+  - name: clip
+    url: clip.mp4
+mqtt:
+  embedded: { port: 0 }
+http: { enabled: false }
+`,
+      );
+      const { loadPipeline } = await import("../../src/config/mod.ts");
+      const config = await loadPipeline(file); // the working directory is not `dir`
+      await using pipeline = await Pipeline.start(config, { logger: quietLog() });
+      const until = Date.now() + 20_000;
+      while (pipeline.status().inference.frames < 2 && Date.now() < until) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const cam = pipeline.status().cameras[0]!;
+      assertOk(pipeline.status().inference.frames >= 2, JSON.stringify(cam));
+      assertEquals(cam.camera, "clip");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
