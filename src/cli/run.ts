@@ -35,7 +35,7 @@ export async function runCommand(
     );
   }
   const config = await loadPipeline(positionals[0]!);
-  const serviceLog = log;
+  const serviceLog = log.withLevel(config.logging.level);
   const stop = new AbortController();
   const onSignal = () => {
     serviceLog.info("stopping: producers first, then inference, MQTT and HTTP");

@@ -20,6 +20,8 @@ export interface Logger {
   error(message: string, fields?: Record<string, unknown>): void;
   /** A logger whose lines carry `scope` before the message. */
   child(scope: string): Logger;
+  /** The same logger (sink, scope) with another minimum level. */
+  withLevel(level: LogLevel): Logger;
 }
 
 /** Options of {@linkcode createLogger}. */
@@ -60,6 +62,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     info: (m, f) => emit("info", m, f),
     warn: (m, f) => emit("warn", m, f),
     error: (m, f) => emit("error", m, f),
+    withLevel: (level) => createLogger({ ...options, level, sink }),
     child: (s) =>
       createLogger({
         ...options,
