@@ -18,7 +18,9 @@ const ALLOWED: Record<string, string[]> = {
   publish: ["core", "image"],
   http: ["core"],
   pipeline: ["core", "config", "model", "image", "infer", "ingest", "batch", "publish", "http"],
-  cli: ["core", "config", "model", "image", "infer", "pipeline"],
+  eval: ["core", "model", "image", "infer"],
+  train: ["core", "model", "image", "infer"],
+  cli: ["core", "config", "model", "image", "infer", "pipeline", "eval", "train"],
 };
 
 function* sourceFiles(dir: string): Generator<string> {

@@ -4,7 +4,9 @@
  * @module
  */
 import { InputError } from "../core/errors.ts";
-import type { ArchitectureHints } from "../model/artifact.ts";
+import type { Logger } from "../core/log.ts";
+import { type ArchitectureHints, type Artifact, loadArtifact } from "../model/artifact.ts";
+import { syntheticModel } from "../model/synthetic.ts";
 import type { ModelSize } from "../model/config.ts";
 import type { EngineOptions, EngineType } from "../infer/create.ts";
 import type { ExecutionProvider } from "../infer/onnx/session.ts";
@@ -95,4 +97,22 @@ export function engineOptionsFrom(v: ModelFlagValues): EngineOptions {
     executionProviders: providers as ExecutionProvider[],
     ...(threads ? { intraOpThreads: threads } : {}),
   };
+}
+
+/**
+ * Opens `--model`, or the built-in untrained model (with a warning saying so) when none is
+ * given.
+ *
+ * @throws {ModelFormatError} when the model cannot be loaded.
+ */
+export async function openArtifact(flags: ModelFlagValues, log: Logger): Promise<Artifact> {
+  if (flags.model === undefined) {
+    log.warn(
+      "no --model given: using a built-in UNTRAINED EfficientAD-S (synthetic weights, seed 0); " +
+        "its scores, maps and metrics mean nothing. Pass --model with an anomalib .pth, an " +
+        "anomalib .onnx export or a project model directory",
+    );
+    return { kind: "efficientad", path: "builtin:synthetic-s", model: syntheticModel() };
+  }
+  return await loadArtifact(flags.model, hintsFrom(flags));
 }

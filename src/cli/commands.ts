@@ -9,13 +9,12 @@ import { fileURLToPath as fromFileUrl } from "node:url";
 import { InputError } from "../core/errors.ts";
 import { ConfigError } from "../config/mod.ts";
 import { createLogger, type Logger } from "../core/log.ts";
-import { type Artifact, loadArtifact } from "../model/artifact.ts";
-import { syntheticModel } from "../model/synthetic.ts";
 import { createEngine } from "../infer/create.ts";
 import { buildEfficientAdGraph } from "../infer/onnx/efficientad_graph.ts";
-import { engineOptionsFrom, hintsFrom, MODEL_FLAGS } from "./args.ts";
+import { engineOptionsFrom, MODEL_FLAGS, openArtifact } from "./args.ts";
 import { predict, readInputs } from "./predict.ts";
 import { validateCommand } from "./validate.ts";
+import { EVAL_USAGE, evalCommand } from "./eval.ts";
 import { runCommand } from "./run.ts";
 
 /** The project root (where `assets/` lives). */
@@ -41,26 +40,10 @@ Commands:
       inputs: PNG / JPEG images or .npy float32 N x 3 x H x W in [0, 1]
   export --model <path> --out <file.onnx> [--debug]
                             write the project's inference graph as an ONNX file
-  validate <pipeline.yaml> [--json]
+${EVAL_USAGE}  validate <pipeline.yaml> [--json]
                             check a pipeline file and print it resolved (secrets hidden)
   help                      this text
 `;
-
-async function openArtifact(
-  model: string | undefined,
-  flags: Parameters<typeof hintsFrom>[0],
-  log: Logger,
-): Promise<Artifact> {
-  if (model === undefined) {
-    log.warn(
-      "no --model given: using a built-in UNTRAINED EfficientAD-S (synthetic weights, seed 0); " +
-        "its scores and maps mean nothing. Pass --model with an anomalib .pth, an anomalib " +
-        ".onnx export or a project model directory",
-    );
-    return { kind: "efficientad", path: "builtin:synthetic-s", model: syntheticModel() };
-  }
-  return await loadArtifact(model, hintsFrom(flags));
-}
 
 /** `predict`: see {@linkcode USAGE}. */
 export async function predictCommand(args: string[], log: Logger): Promise<void> {
@@ -76,7 +59,7 @@ export async function predictCommand(args: string[], log: Logger): Promise<void>
     throw new InputError(`Cannot use --batch ${values.batch}: expected a positive integer`);
   }
   const outDir = values.out ?? "out/predict";
-  const artifact = await openArtifact(values.model, values, log);
+  const artifact = await openArtifact(values, log);
   await using engine = await createEngine(artifact, { ...engineOptionsFrom(values), logger: log });
   log.info("model loaded", { model: artifact.path, engine: engine.description });
   const inputs = await readInputs(positionals, engine.inputSize);
@@ -122,7 +105,7 @@ export async function exportCommand(args: string[], log: Logger): Promise<void> 
   if (values.out === undefined) {
     throw new InputError("Cannot export: --out <file.onnx> is required");
   }
-  const artifact = await openArtifact(values.model, values, log);
+  const artifact = await openArtifact(values, log);
   if (artifact.kind !== "efficientad") {
     throw new InputError(`Cannot export ${artifact.path}: it is an ONNX file already`);
   }
@@ -159,6 +142,9 @@ export async function runCli(argv: string[], log: Logger = createLogger()): Prom
         return 0;
       case "run":
         await runCommand(rest, log);
+        return 0;
+      case "eval":
+        await evalCommand(rest, log);
         return 0;
       case "validate":
         await validateCommand(rest, log);
