@@ -15,6 +15,8 @@ import { engineOptionsFrom, MODEL_FLAGS, openArtifact } from "./args.ts";
 import { predict, readInputs } from "./predict.ts";
 import { validateCommand } from "./validate.ts";
 import { EVAL_USAGE, evalCommand } from "./eval.ts";
+import { TRAIN_USAGE, trainCommand } from "./train.ts";
+import { TEACHER_USAGE, teacherCommand } from "./teacher.ts";
 import { runCommand } from "./run.ts";
 
 /** The project root (where `assets/` lives). */
@@ -40,7 +42,7 @@ Commands:
       inputs: PNG / JPEG images or .npy float32 N x 3 x H x W in [0, 1]
   export --model <path> --out <file.onnx> [--debug]
                             write the project's inference graph as an ONNX file
-${EVAL_USAGE}  validate <pipeline.yaml> [--json]
+${TRAIN_USAGE}${TEACHER_USAGE}${EVAL_USAGE}  validate <pipeline.yaml> [--json]
                             check a pipeline file and print it resolved (secrets hidden)
   help                      this text
 `;
@@ -142,6 +144,13 @@ export async function runCli(argv: string[], log: Logger = createLogger()): Prom
         return 0;
       case "run":
         await runCommand(rest, log);
+        return 0;
+      case "train": {
+        const result = await trainCommand(rest, log);
+        return result.interrupted ? 130 : 0;
+      }
+      case "teacher":
+        await teacherCommand(rest, log);
         return 0;
       case "eval":
         await evalCommand(rest, log);

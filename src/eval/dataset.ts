@@ -13,6 +13,7 @@
  *
  * @module
  */
+import { listImages } from "../image/list.ts";
 import { basename, extname, join } from "node:path";
 import { InputError } from "../core/errors.ts";
 import { readImage } from "../image/decode.ts";
@@ -41,8 +42,6 @@ export interface MvtecCategory {
   readonly test: readonly TestSample[];
 }
 
-const IMAGE_EXTENSIONS = new Set([".png", ".jpg", ".jpeg"]);
-
 async function isDirectory(path: string): Promise<boolean> {
   try {
     return (await Deno.stat(path)).isDirectory;
@@ -50,23 +49,6 @@ async function isDirectory(path: string): Promise<boolean> {
     if (e instanceof Deno.errors.NotFound) return false;
     throw e;
   }
-}
-
-/**
- * Image files (`.png`, `.jpg`, `.jpeg`) of a folder, sorted by name.
- *
- * @throws {InputError} when the folder cannot be listed.
- */
-export async function listImages(dir: string): Promise<string[]> {
-  const names: string[] = [];
-  try {
-    for await (const e of Deno.readDir(dir)) {
-      if (e.isFile && IMAGE_EXTENSIONS.has(extname(e.name).toLowerCase())) names.push(e.name);
-    }
-  } catch (e) {
-    throw new InputError(`Cannot list images in ${dir}: ${(e as Error).message}`, { cause: e });
-  }
-  return names.sort().map((n) => join(dir, n));
 }
 
 async function listDirs(dir: string): Promise<string[]> {
@@ -187,3 +169,5 @@ export async function readMask(
   for (let p = 0; p < plane.length; p++) plane[p] = img.data[p * 3]! > 127 ? 1 : 0;
   return resizeNearest(plane, { from: [img.height, img.width], to: [h, w] });
 }
+
+export { listImages };

@@ -65,6 +65,12 @@ export interface ForwardOptions {
    * the output. Training uses it for the autoencoder decoder's dropout.
    */
   readonly afterConv?: (y: tf.Tensor4D, layer: ConvLayer) => tf.Tensor4D;
+  /**
+   * Replaces the bilinear resize of the `resize` layers (default
+   * {@linkcode resizeBilinear}). Training passes one with a correct gradient: tfjs's
+   * `ResizeBilinearGrad` ignores half-pixel centres.
+   */
+  readonly resize?: (x: tf.Tensor4D, size: readonly [number, number]) => tf.Tensor4D;
 }
 
 /**
@@ -222,7 +228,7 @@ export function forwardLayers(
         );
         break;
       case "resize":
-        y = resizeBilinear(y, layer.size);
+        y = (options.resize ?? resizeBilinear)(y, layer.size);
         break;
     }
   }
