@@ -111,8 +111,10 @@ Deno.test("parseTrainArgs() validates every flag with a clear message", () => {
       imageSize: [320, 256],
       seed: 0,
       checkpointEvery: 500,
+      engine: "onnx",
     },
   );
+  assertEquals(parseTrainArgs([...base, "--engine", "tfjs"]).engine, "tfjs");
   assertEquals(parseTrainArgs(["--resume", "ck"]).resume, "ck");
 });
 

@@ -1,0 +1,48 @@
+import { join } from "node:path";
+import { createLogger } from "../core/log.ts";
+import { readProjectModel } from "../model/project_format.ts";
+import { createOnnxEngine } from "../infer/onnx/engine.ts";
+import { trainCommand } from "../cli/train.ts";
+import { assertEquals, assertOk } from "../../tests/assert.ts";
+import { writePngs } from "./_stub_step_test.ts";
+
+Deno.test("onnxTrainStepFactory() trains, calibrates and writes a model the engine serves", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await writePngs(join(dir, "data"), 4, { width: 256, height: 256 });
+    await writePngs(join(dir, "penalty"), 2, { width: 300, height: 260 });
+    const lines: string[] = [];
+    const result = await trainCommand(
+      [
+        "--data",
+        join(dir, "data"),
+        "--out",
+        join(dir, "model"),
+        "--penalty-images",
+        join(dir, "penalty"),
+        "--steps",
+        "2",
+        "--holdout",
+        "0.5",
+      ],
+      createLogger({ sink: (l) => lines.push(l) }),
+      { terminal: false },
+    );
+    assertEquals([result.step, result.interrupted], [2, false]);
+    const losses = result.lastLosses!;
+    assertOk(Number.isFinite(losses.loss) && losses.loss > 0, JSON.stringify(losses));
+    assertOk(losses.lossSt > 0 && losses.lossAe > 0 && losses.lossStae >= 0);
+    const model = await readProjectModel(join(dir, "model"));
+    assertEquals(model.provenance.source, "efficientad-edge train");
+    assertOk(model.thresholds !== undefined && Number.isFinite(model.thresholds.threshold));
+    assertOk(model.stateDict.has("quantiles.qb_st") && model.stateDict.has("mean_std.std"));
+    await using engine = await createOnnxEngine(model);
+    const out = await engine.run({
+      shape: [1, 3, 256, 256],
+      data: new Float32Array(3 * 256 * 256).fill(0.5),
+    });
+    assertOk(Number.isFinite(out.predScore.data[0]!));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
