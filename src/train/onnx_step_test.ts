@@ -46,3 +46,61 @@ Deno.test("onnxTrainStepFactory() trains, calibrates and writes a model the engi
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("onnxTrainStepFactory() resumes from a checkpoint to the same weights as one run", async () => {
+  const { onnxTrainStepFactory } = await import("./onnx_step.ts");
+  const dir = await Deno.makeTempDir();
+  try {
+    await writePngs(join(dir, "data"), 3, { width: 256, height: 256 });
+    await writePngs(join(dir, "penalty"), 2, { width: 300, height: 260 });
+    const log = createLogger({ sink: () => {} });
+    const args = (out: string) => [
+      "--data",
+      join(dir, "data"),
+      "--out",
+      out,
+      "--penalty-images",
+      join(dir, "penalty"),
+      "--steps",
+      "2",
+      "--holdout",
+      "0.34",
+      "--checkpoint-every",
+      "0",
+    ];
+    await trainCommand(args(join(dir, "whole")), log, {
+      terminal: false,
+      signal: new AbortController().signal,
+    });
+    // Stop after the first step, then resume.
+    const controller = new AbortController();
+    const inner = onnxTrainStepFactory();
+    const first = await trainCommand(args(join(dir, "parts")), log, {
+      terminal: false,
+      signal: controller.signal,
+      step: async (init) => {
+        const step = await inner(init);
+        const run = step.step.bind(step);
+        step.step = async (batch) => {
+          const losses = await run(batch);
+          controller.abort();
+          return losses;
+        };
+        return step;
+      },
+    });
+    assertEquals([first.interrupted, first.step], [true, 1]);
+    const second = await trainCommand(["--resume", join(dir, "parts", "checkpoint")], log, {
+      terminal: false,
+      signal: new AbortController().signal,
+    });
+    assertEquals([second.interrupted, second.step], [false, 2]);
+    const a = await readProjectModel(join(dir, "whole"));
+    const b = await readProjectModel(join(dir, "parts"));
+    for (const key of ["student.conv4.weight", "ae.decoder.deconv8.bias", "student.conv1.bias"]) {
+      assertEquals(b.stateDict.get(key), a.stateDict.get(key), key);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
