@@ -17,7 +17,7 @@ import { encodePng } from "../image/decode.ts";
 import { heatmapPng } from "../image/heatmap.ts";
 import { createEngine } from "../infer/create.ts";
 import { readCategory } from "../eval/dataset.ts";
-import { evaluate, type Evaluation } from "../eval/evaluate.ts";
+import { type EvalMetrics, evaluate, type Evaluation } from "../eval/evaluate.ts";
 import { thinCurve } from "../eval/metrics.ts";
 import { renderReport, type ReportRow } from "../eval/report.ts";
 import { engineOptionsFrom, MODEL_FLAGS, openArtifact } from "./args.ts";
@@ -34,17 +34,7 @@ export const EVAL_USAGE =
 `;
 
 /** The JSON `eval` prints: the metrics plus what was evaluated and how long it took. */
-export interface EvalSummary {
-  readonly image_auroc: number;
-  readonly pixel_auroc: number;
-  readonly aupro: number;
-  readonly aupro_fpr_limit: number;
-  readonly f1_max: number;
-  /** The F1-max threshold on the engine's image scores (`score_kind`). */
-  readonly threshold: number;
-  readonly precision: number;
-  readonly recall: number;
-  readonly per_defect: Readonly<Record<string, { images: number; image_auroc: number }>>;
+export interface EvalSummary extends EvalMetrics {
   readonly counts: Evaluation["counts"];
   readonly score_kind: "raw" | "normalized";
   /** Connectivity of the ground-truth regions of AU-PRO. */

@@ -63,3 +63,38 @@ export function resolveConfig(partial: Partial<EfficientAdConfig> = {}): Efficie
   }
   return { ...config, imageSize: [h, w] };
 }
+
+/** A config as files store it (`model.json`, training checkpoints): snake_case keys. */
+export interface ConfigJson {
+  size: ModelSize;
+  teacher_out_channels: number;
+  padding: boolean;
+  pad_maps: boolean;
+  image_size: [number, number];
+}
+
+/** The stored (snake_case) form of a config. */
+export function configToJson(config: EfficientAdConfig): ConfigJson {
+  return {
+    size: config.size,
+    teacher_out_channels: config.teacherOutChannels,
+    padding: config.padding,
+    pad_maps: config.padMaps,
+    image_size: [config.imageSize[0], config.imageSize[1]],
+  };
+}
+
+/**
+ * Reads the stored form of a config back, checking it as {@linkcode resolveConfig} does.
+ *
+ * @throws {RangeError} when a setting is out of range.
+ */
+export function configFromJson(json: Readonly<ConfigJson>): EfficientAdConfig {
+  return resolveConfig({
+    size: json.size,
+    teacherOutChannels: json.teacher_out_channels,
+    padding: json.padding,
+    padMaps: json.pad_maps,
+    imageSize: json.image_size,
+  });
+}

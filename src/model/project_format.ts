@@ -26,7 +26,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { ModelFormatError } from "../core/errors.ts";
 import type { Tensor } from "../core/tensor.ts";
-import { type EfficientAdConfig, resolveConfig } from "./config.ts";
+import { configFromJson, configToJson, type EfficientAdConfig } from "./config.ts";
 import type { EfficientAdModel, Provenance, Thresholds } from "./model.ts";
 import { encodeSafetensors, readSafetensors } from "./safetensors.ts";
 import { validateStateDict } from "./state_dict.ts";
@@ -116,13 +116,7 @@ export function parseModelJson(
   const json = result.data;
   let config: EfficientAdConfig;
   try {
-    config = resolveConfig({
-      size: json.config.size,
-      teacherOutChannels: json.config.teacher_out_channels,
-      padding: json.config.padding,
-      padMaps: json.config.pad_maps,
-      imageSize: json.config.image_size,
-    });
+    config = configFromJson(json.config);
   } catch (e) {
     throw new ModelFormatError(path, `config: ${(e as Error).message}`, { cause: e });
   }
@@ -147,13 +141,7 @@ export function modelJsonOf(model: Omit<EfficientAdModel, "stateDict">): ModelJs
   const { config, provenance, thresholds } = model;
   return {
     format: PROJECT_FORMAT,
-    config: {
-      size: config.size,
-      teacher_out_channels: config.teacherOutChannels,
-      padding: config.padding,
-      pad_maps: config.padMaps,
-      image_size: [config.imageSize[0], config.imageSize[1]],
-    },
+    config: configToJson(config),
     resize: model.resize,
     ...(thresholds !== undefined
       ? {

@@ -17,7 +17,12 @@
 import { join } from "node:path";
 import { InputError } from "../core/errors.ts";
 import type { Tensor } from "../core/tensor.ts";
-import { type EfficientAdConfig, resolveConfig } from "../model/config.ts";
+import {
+  configFromJson,
+  type ConfigJson,
+  configToJson,
+  type EfficientAdConfig,
+} from "../model/config.ts";
 import type { EfficientAdModel, Thresholds } from "../model/model.ts";
 import { writeProjectModel } from "../model/project_format.ts";
 import { encodeSafetensors, readSafetensors } from "../model/safetensors.ts";
@@ -67,13 +72,7 @@ interface CheckpointJson {
   step: number;
   total_steps: number;
   seed: number;
-  config: {
-    size: "s" | "m";
-    teacher_out_channels: number;
-    padding: boolean;
-    pad_maps: boolean;
-    image_size: [number, number];
-  };
+  config: ConfigJson;
   weights: string;
   optimizer_steps: number;
   random?: number;
@@ -125,13 +124,7 @@ export async function writeCheckpoint(dir: string, ckpt: TrainCheckpoint): Promi
     step: ckpt.loop.step,
     total_steps: ckpt.totalSteps,
     seed: ckpt.seed,
-    config: {
-      size: c.size,
-      teacher_out_channels: c.teacherOutChannels,
-      padding: c.padding,
-      pad_maps: c.padMaps,
-      image_size: [c.imageSize[0], c.imageSize[1]],
-    },
+    config: configToJson(c),
     weights,
     optimizer_steps: ckpt.snapshot.optimizer.steps,
     ...(ckpt.snapshot.random !== undefined ? { random: ckpt.snapshot.random } : {}),
@@ -204,13 +197,7 @@ export async function readCheckpoint(dir: string): Promise<TrainCheckpoint> {
   const json = value as CheckpointJson;
   let config: EfficientAdConfig;
   try {
-    config = resolveConfig({
-      size: json.config.size,
-      teacherOutChannels: json.config.teacher_out_channels,
-      padding: json.config.padding,
-      padMaps: json.config.pad_maps,
-      imageSize: json.config.image_size,
-    });
+    config = configFromJson(json.config);
   } catch (e) {
     throw new InputError(`Cannot resume from ${dir}: config: ${(e as Error).message}`, {
       cause: e,
