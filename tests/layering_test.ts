@@ -17,10 +17,11 @@ const ALLOWED: Record<string, string[]> = {
   batch: ["core", "model", "infer"],
   publish: ["core", "image"],
   http: ["core"],
-  pipeline: ["core", "config", "model", "image", "infer", "ingest", "batch", "publish", "http"],
+  pipeline: ["core", "config", "model", "image", "infer", "ingest", "batch", "publish", "http", "retrain"],
   eval: ["core", "model", "image", "infer"],
   train: ["core", "model", "image", "infer"],
-  cli: ["core", "config", "model", "image", "infer", "pipeline", "eval", "train"],
+  retrain: ["core", "model", "image", "infer", "eval", "train"],
+  cli: ["core", "config", "model", "image", "infer", "pipeline", "eval", "train", "retrain"],
 };
 
 function* sourceFiles(dir: string): Generator<string> {
