@@ -126,7 +126,11 @@ export class TestSubscriber implements AsyncDisposable {
     try {
       while (matches().length < count) {
         if (timedOut) {
-          const seen = this.messages.slice(from).map((m) => `${m.topic} ${m.text.slice(0, 80)}`);
+          const seen = this.messages.slice(from).map((m) =>
+            `${m.topic} ${
+              m.payload.some((b) => b < 9) ? `<${m.payload.length} bytes>` : m.text.slice(0, 80)
+            }`
+          );
           throw new Error(
             `Cannot wait for ${count} MQTT messages: ${matches().length} arrived in time; got:\n${
               seen.slice(-20).join("\n")
