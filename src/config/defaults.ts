@@ -41,4 +41,25 @@ export const DEFAULTS = {
   },
   http: { enabled: true, host: "127.0.0.1", port: 8080 },
   logging: { level: "info" },
+  // The same defaults as the options of the modules in src/retrain/.
+  retrain: {
+    enabled: false,
+    store: {
+      dir: "data/retrain",
+      max_frames: 1000,
+      max_operator_frames: 1000,
+      max_bytes: 512 * 1024 * 1024,
+      quantile: 0.5,
+      min_interval_ms: 60_000,
+      event_guard_ms: 30_000,
+      duplicate_threshold: 3,
+    },
+    triggers: { time_zone: "utc", drift: { window: 100 }, cooldown: "10m" },
+    training: { steps: 1000, engine: "onnx" },
+    promotion: {
+      keep: 3,
+      margins: { flagged: 0.05, median_normalized: 0.1, detected: 0.1, auroc: 0.02 },
+    },
+    bootstrap: { frames: 50 },
+  },
 } as const;

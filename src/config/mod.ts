@@ -22,15 +22,19 @@ export {
   type ResizeMode,
   type ResolvedBatching,
   type ResolvedCamera,
+  type ResolvedCameraRetrain,
   type ResolvedHttp,
   type ResolvedModel,
   type ResolvedMqtt,
   type ResolvedPipeline,
+  type ResolvedRetrain,
+  type ResolvedRetrainStore,
+  type ResolvedRetrainTriggers,
   type ResolvedTls,
   type ResolveOptions,
   resolvePipeline,
   type Roi,
   type ThresholdPolicy,
 } from "./resolve.ts";
-export { type CameraFile, type PipelineFile } from "./schema.ts";
+export { type CameraFile, durationMs, type PipelineFile } from "./schema.ts";
 export { type CameraSource, parseSource } from "./source.ts";

@@ -9,7 +9,7 @@ import { isAbsolute, resolve } from "node:path";
 import { checkPipeline } from "./check.ts";
 import { ConfigError } from "./config_error.ts";
 import { DEFAULTS } from "./defaults.ts";
-import type { CameraFile, PipelineFile } from "./schema.ts";
+import { type CameraFile, durationMs, type PipelineFile } from "./schema.ts";
 import { type CameraSource, parseSource } from "./source.ts";
 
 /** ONNX Runtime execution providers, in the order given (`cpu` is always tried last). */
@@ -170,6 +170,93 @@ export interface ResolvedHttp {
   readonly port: number;
 }
 
+/**
+ * Where normal frames are kept for retraining (the options of `FrameStore.open` and of
+ * the frame selector in `src/retrain/`).
+ */
+export interface ResolvedRetrainStore {
+  /** Absolute; each store is the folder `<dir>/<storeKey>`. */
+  readonly dir: string;
+  /** Automatically collected frames kept; the oldest are evicted beyond it. */
+  readonly maxFrames: number;
+  /** Frames an operator marked (normal or anomalous) kept, apart from the others. */
+  readonly maxOperatorFrames: number;
+  /** Bytes on disk for one store; the oldest frames are evicted beyond it. */
+  readonly maxBytes: number;
+  /** A frame is kept only when its score is at or below this quantile of recent scores. */
+  readonly quantile: number;
+  /** At most one frame kept per this many milliseconds. */
+  readonly minIntervalMs: number;
+  /** No frame kept this long before or after an anomaly event. */
+  readonly eventGuardMs: number;
+  /** Frames closer than this (mean absolute thumbnail difference, 0..255) are duplicates. */
+  readonly duplicateThreshold: number;
+}
+
+/** When a training starts (besides the MQTT command); null = that trigger is off. */
+export interface ResolvedRetrainTriggers {
+  /** Train this long after the last training started. */
+  readonly intervalMs: number | null;
+  /** Clock times `HH:MM` to train at, ascending, unique. */
+  readonly dailyAt: readonly string[];
+  /** The zone of `dailyAt`. */
+  readonly timeZone: "utc" | "local";
+  /** Train once this many new normal frames were kept. */
+  readonly minNewFrames: number | null;
+  /**
+   * Train when the median score of the last `window` normal frames rises above `bound`
+   * (a raw score) or above `factor` times the median recorded at the last promotion.
+   */
+  readonly drift: {
+    readonly window: number;
+    readonly bound: number | null;
+    readonly factor: number | null;
+  } | null;
+  /** Quiet time of the data triggers (drift, count) after a training ended. */
+  readonly cooldownMs: number;
+}
+
+/** One camera's retraining: whether it retrains and which store (and model) it shares. */
+export interface ResolvedCameraRetrain {
+  readonly camera: string;
+  readonly enabled: boolean;
+  /** Cameras with the same key share one store and one retrained model. */
+  readonly storeKey: string;
+}
+
+/** On-device retraining, resolved. */
+export interface ResolvedRetrain {
+  /** The section's switch; a camera's own `retrain.enabled` wins (see `cameras`). */
+  readonly enabled: boolean;
+  readonly store: ResolvedRetrainStore;
+  readonly triggers: ResolvedRetrainTriggers;
+  readonly training: {
+    readonly steps: number;
+    readonly engine: "onnx" | "tfjs";
+    /** Absolute path of the pretrained teacher, or null for the trainer's default. */
+    readonly teacher: string | null;
+    /** Absolute path of the penalty images folder, or null for none. */
+    readonly penaltyImages: string | null;
+    /** `[height, width]`, or null for the serving model's size. */
+    readonly imageSize: readonly [number, number] | null;
+  };
+  readonly promotion: {
+    /** Model versions kept on disk (the serving one included) for rollback. */
+    readonly keep: number;
+    /** The margins of `decidePromotion` (`src/retrain/validate.ts`), by its names. */
+    readonly margins: {
+      readonly flaggedFraction: number;
+      readonly medianNormalized: number;
+      readonly detectedFraction: number;
+      readonly auroc: number;
+    };
+  };
+  /** A camera with no model (`model.path` unset) first keeps this many normal frames and trains. */
+  readonly bootstrap: { readonly frames: number };
+  /** Every camera, in file order. */
+  readonly cameras: readonly ResolvedCameraRetrain[];
+}
+
 /** A pipeline with every default filled in: what the service runs. */
 export interface ResolvedPipeline {
   readonly version: 1;
@@ -181,6 +268,7 @@ export interface ResolvedPipeline {
   readonly mqtt: ResolvedMqtt;
   readonly http: ResolvedHttp;
   readonly logging: { readonly level: "debug" | "info" | "warn" | "error" };
+  readonly retrain: ResolvedRetrain;
   /**
    * Strings never to print: the MQTT password, passwords inside URLs and every value taken
    * from an environment variable. Pass them to `redact()` from `src/core/redact.ts` for
@@ -265,6 +353,79 @@ function resolveCamera(c: CameraFile, baseDir: string): ResolvedCamera {
   };
 }
 
+function imageSizeOf(
+  size: number | readonly [number, number] | undefined,
+): readonly [number, number] | undefined {
+  if (size === undefined) return undefined;
+  return typeof size === "number" ? [size, size] : [size[0], size[1]];
+}
+
+function resolveRetrain(file: PipelineFile, baseDir: string): ResolvedRetrain {
+  const r = file.retrain ?? {};
+  const d = DEFAULTS.retrain;
+  const s = r.store ?? {};
+  const t = r.triggers ?? {};
+  const tr = r.training ?? {};
+  const m = r.promotion?.margins ?? {};
+  const enabled = r.enabled ?? d.enabled;
+  const imageSize = imageSizeOf(tr.image_size);
+  return {
+    enabled,
+    store: {
+      dir: absolute(baseDir, s.dir ?? d.store.dir),
+      maxFrames: s.max_frames ?? d.store.max_frames,
+      maxOperatorFrames: s.max_operator_frames ?? d.store.max_operator_frames,
+      maxBytes: s.max_bytes ?? d.store.max_bytes,
+      quantile: s.quantile ?? d.store.quantile,
+      minIntervalMs: s.min_interval_ms ?? d.store.min_interval_ms,
+      eventGuardMs: s.event_guard_ms ?? d.store.event_guard_ms,
+      duplicateThreshold: s.duplicate_threshold ?? d.store.duplicate_threshold,
+    },
+    triggers: {
+      intervalMs: t.interval !== undefined ? durationMs(t.interval) : null,
+      dailyAt: [...new Set((t.daily_at ?? []).map(clock))].sort(),
+      timeZone: t.time_zone ?? d.triggers.time_zone,
+      minNewFrames: t.min_new_frames ?? null,
+      drift: t.drift
+        ? {
+          window: t.drift.window ?? d.triggers.drift.window,
+          bound: t.drift.bound ?? null,
+          factor: t.drift.factor ?? null,
+        }
+        : null,
+      cooldownMs: durationMs(t.cooldown ?? d.triggers.cooldown),
+    },
+    training: {
+      steps: tr.steps ?? d.training.steps,
+      engine: tr.engine ?? d.training.engine,
+      teacher: tr.teacher !== undefined ? absolute(baseDir, tr.teacher) : null,
+      penaltyImages: tr.penalty_images !== undefined ? absolute(baseDir, tr.penalty_images) : null,
+      imageSize: imageSize ?? null,
+    },
+    promotion: {
+      keep: r.promotion?.keep ?? d.promotion.keep,
+      margins: {
+        flaggedFraction: m.flagged ?? d.promotion.margins.flagged,
+        medianNormalized: m.median_normalized ?? d.promotion.margins.median_normalized,
+        detectedFraction: m.detected ?? d.promotion.margins.detected,
+        auroc: m.auroc ?? d.promotion.margins.auroc,
+      },
+    },
+    bootstrap: { frames: r.bootstrap?.frames ?? d.bootstrap.frames },
+    cameras: file.cameras.map((c) => ({
+      camera: c.name,
+      enabled: c.retrain?.enabled ?? enabled,
+      storeKey: c.retrain?.store_key ?? c.name,
+    })),
+  };
+}
+
+/** `"2:05"` -> `"02:05"` (the schema has checked the form). */
+function clock(time: string): string {
+  const [h = "", m = ""] = time.trim().split(":");
+  return `${h.padStart(2, "0")}:${m}`;
+}
+
 function resolveValid(
   file: PipelineFile,
   options: ResolveOptions,
@@ -273,18 +434,12 @@ function resolveValid(
   const m = file.model ?? {};
   const q = file.mqtt ?? {};
   const d = DEFAULTS;
-  const imageSize = m.image_size;
+  const imageSize = imageSizeOf(m.image_size);
   const hints: ModelHints = {
     ...(m.size !== undefined ? { size: m.size } : {}),
     ...(m.padding !== undefined ? { padding: m.padding } : {}),
     ...(m.pad_maps !== undefined ? { padMaps: m.pad_maps } : {}),
-    ...(imageSize !== undefined
-      ? {
-        imageSize: typeof imageSize === "number"
-          ? [imageSize, imageSize] as const
-          : [imageSize[0], imageSize[1]] as const,
-      }
-      : {}),
+    ...(imageSize !== undefined ? { imageSize } : {}),
   };
   const threshold: ThresholdPolicy =
     m.threshold?.policy === "fixed" && m.threshold.value !== undefined
@@ -351,6 +506,7 @@ function resolveValid(
       port: file.http?.port ?? d.http.port,
     },
     logging: { level: file.logging?.level ?? d.logging.level },
+    retrain: resolveRetrain(file, baseDir),
   };
   const secrets = new Set<string>(options.secrets ?? []);
   if (q.password !== undefined) secrets.add(q.password);

@@ -51,6 +51,45 @@ Deno.test("resolvePipeline() fills every default", () => {
     },
     http: { enabled: true, host: "127.0.0.1", port: 8080 },
     logging: { level: "info" },
+    retrain: {
+      enabled: false,
+      store: {
+        dir: "/srv/data/retrain",
+        maxFrames: 1000,
+        maxOperatorFrames: 1000,
+        maxBytes: 536870912,
+        quantile: 0.5,
+        minIntervalMs: 60000,
+        eventGuardMs: 30000,
+        duplicateThreshold: 3,
+      },
+      triggers: {
+        intervalMs: null,
+        dailyAt: [],
+        timeZone: "utc",
+        minNewFrames: null,
+        drift: null,
+        cooldownMs: 600000,
+      },
+      training: {
+        steps: 1000,
+        engine: "onnx",
+        teacher: null,
+        penaltyImages: null,
+        imageSize: null,
+      },
+      promotion: {
+        keep: 3,
+        margins: {
+          flaggedFraction: 0.05,
+          medianNormalized: 0.1,
+          detectedFraction: 0.1,
+          auroc: 0.02,
+        },
+      },
+      bootstrap: { frames: 50 },
+      cameras: [{ camera: "cam", enabled: false, storeKey: "cam" }],
+    },
   });
 });
 

@@ -122,6 +122,13 @@ const cameraSchema = mapping({
   resize: oneOf(["auto", "exact", "ffmpeg"]).optional(),
   hwaccel: hwaccelSchema.optional(),
   enabled: bool().optional(),
+  retrain: mapping({
+    enabled: bool().optional(),
+    store_key: z.string({ error: "expected a string" }).refine((k) => CAMERA_NAME.test(k), {
+      error: "expected a path-safe key: lower-case letters, digits, _ and -, " +
+        "starting with a letter or digit",
+    }).optional(),
+  }).optional(),
 }).superRefine((camera, ctx) => {
   const parsed = parseSource(camera.url, ".");
   if (!parsed.ok) return;
@@ -307,6 +314,103 @@ const httpSchema = mapping({
   port: port().optional(),
 });
 
+/** A duration as written: `<n><unit>` parts (`ms`, `s`, `m`, `h`, `d`), e.g. `6h`, `1h30m`. */
+export const DURATION = /^(\d+(\.\d+)?(ms|s|m|h|d))+$/;
+
+const DURATION_UNITS: Readonly<Record<string, number>> = {
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+};
+
+/**
+ * Milliseconds of a duration the schema accepted (a number is milliseconds already);
+ * NaN for text that is not a duration.
+ */
+export function durationMs(value: string | number): number {
+  if (typeof value === "number") return value;
+  const text = value.trim().toLowerCase();
+  if (!DURATION.test(text)) return NaN;
+  let ms = 0;
+  for (const m of text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d)/g)) {
+    ms += Number(m[1]) * (DURATION_UNITS[m[2]!] ?? NaN);
+  }
+  return ms;
+}
+
+const durationMessage = "expected a duration such as 6h, 90m, 1h30m or 500ms " +
+  "(or a number of milliseconds)";
+const duration = () =>
+  z.union([z.number(), z.string()], { error: durationMessage }).refine(
+    (v) => durationMs(v) > 0 && Number.isFinite(durationMs(v)),
+    { error: durationMessage },
+  );
+
+const clockTime = () =>
+  z.string({ error: "expected a time HH:MM" }).refine((t) => {
+    const m = /^(\d{1,2}):(\d{2})$/.exec(t.trim());
+    return m !== null && Number(m[1]) <= 23 && Number(m[2]) <= 59;
+  }, { error: "expected a time HH:MM between 00:00 and 23:59" });
+
+const retrainSchema = mapping({
+  enabled: bool().optional(),
+  store: mapping({
+    dir: text().optional(),
+    max_frames: positiveInt().optional(),
+    max_operator_frames: positiveInt().optional(),
+    max_bytes: positiveInt().optional(),
+    quantile: numberWhere("expected a number above 0, at most 1", (n) => n > 0 && n <= 1)
+      .optional(),
+    min_interval_ms: count().optional(),
+    event_guard_ms: count().optional(),
+    duplicate_threshold: numberWhere(
+      "expected a number of at least 0",
+      (n) => Number.isFinite(n) && n >= 0,
+    ).optional(),
+  }).optional(),
+  triggers: mapping({
+    interval: duration().optional(),
+    daily_at: z.array(clockTime(), { error: "expected a list of times HH:MM" }).optional(),
+    time_zone: oneOf(["utc", "local"]).optional(),
+    min_new_frames: positiveInt().optional(),
+    drift: mapping({
+      window: positiveInt().optional(),
+      bound: numberWhere("expected a finite number (a raw score)", Number.isFinite).optional(),
+      factor: positiveNumber().refine(Number.isFinite, { error: "expected a positive number" })
+        .optional(),
+    }).superRefine((d, ctx) => {
+      if (d.bound === undefined && d.factor === undefined) {
+        ctx.addIssue({
+          code: "custom",
+          message: "expected bound, factor or both (what counts as drift)",
+        });
+      }
+    }, whenValid(["bound", "factor"])).optional(),
+    cooldown: duration().optional(),
+  }).optional(),
+  training: mapping({
+    steps: positiveInt().optional(),
+    engine: oneOf(["onnx", "tfjs"]).optional(),
+    teacher: text().optional(),
+    penalty_images: text().optional(),
+    image_size: z.union([imageSide(), z.tuple([imageSide(), imageSide()])], {
+      error: "expected an image size of at least 256: one number, or [height, width]",
+    }).optional(),
+  }).optional(),
+  promotion: mapping({
+    keep: positiveInt().optional(),
+    margins: mapping({
+      flagged: unit().optional(),
+      median_normalized: unit().optional(),
+      detected: unit().optional(),
+      auroc: unit().optional(),
+    }).optional(),
+  }).optional(),
+  bootstrap: mapping({ frames: positiveInt().optional() }).optional(),
+});
+
 const loggingSchema = mapping({ level: oneOf(["debug", "info", "warn", "error"]).optional() });
 
 /** The whole pipeline file. */
@@ -319,6 +423,7 @@ export const pipelineSchema = mapping({
   mqtt: mqttSchema.optional(),
   http: httpSchema.optional(),
   logging: loggingSchema.optional(),
+  retrain: retrainSchema.optional(),
 });
 
 /**
