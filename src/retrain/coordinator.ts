@@ -1,0 +1,633 @@
+/**
+ * The retraining loop of one store key (a camera, or cameras sharing a model), composed from
+ * the building blocks of this folder:
+ *
+ * 1. every scored frame goes to {@linkcode RetrainCoordinator.observe}: the
+ *    {@linkcode FrameSelector} decides which are kept as normal, the kept ones are written to
+ *    the {@linkcode FrameStore} and counted by the {@linkcode RetrainScheduler} (count and
+ *    drift triggers look at the kept frames' scores);
+ * 2. a trigger (or {@linkcode RetrainCoordinator.retrain}) exports the store's normal frames
+ *    to a training folder as PNG files, holding out the most recent `holdoutFraction` of them
+ *    as validation frames, and runs the trainer subprocess ({@linkcode TrainProcess});
+ * 3. a trained candidate is added to the {@linkcode ModelRegistry}, validated against the
+ *    serving model on the held-out normal frames and the frames an operator marked anomalous
+ *    ({@linkcode validateCandidate}), then promoted or refused with the reason;
+ * 4. a promotion hands a fresh engine to the injected `swap` hook (the pipeline passes
+ *    `InferenceStage.setModel` and disposes the engine it gets back).
+ *
+ * **Bootstrap.** While the registry has no current model, scores mean nothing (the pipeline
+ * serves a placeholder), so every observed frame counts as normal: frames are stored (at most
+ * one per `bootstrapIntervalMs` of capture time) without the selector's gates until
+ * `bootstrapFrames` normal frames are in the store, then a training starts; its candidate
+ * is promoted when validation can score it (there is nothing to compare it to). A failed or
+ * cancelled bootstrap training is retried on a later frame, at least `bootstrapRetryMs` later.
+ * A bootstrap promotion whose `swap` fails cannot be rolled back (there is nothing before it):
+ * the registry names the new version while the pipeline keeps its placeholder.
+ *
+ * **Crash safety.** The registry switches its `current` pointer atomically and only after
+ * the version loaded, so a crash at any point leaves the serving model intact; the
+ * coordinator promotes in the registry first and swaps the engine after; a failing swap
+ * rolls the registry back.
+ *
+ * **Backpressure.** `observe` never blocks: store writes run in the background, at most
+ * `maxPendingWrites` at once; a frame beyond that is dropped and counted
+ * (`status().droppedWrites`).
+ *
+ * @example
+ * ```ts
+ * await using coordinator = new RetrainCoordinator({
+ *   key: "line-1", store, registry, workDir: "out/retrain/line-1",
+ *   triggers: { minNewFrames: 500 }, train: { steps: 2000 },
+ *   swap: async (engine, model) => await (await stage.setModel(engine, model))[Symbol.asyncDispose](),
+ *   publish: (event) => logger.info("model", { ...event }),
+ * });
+ * for await (const scored of frames) coordinator.observe(scored);
+ * ```
+ *
+ * @module
+ */
+import { join } from "node:path";
+import type { Frame, ScoredFrame } from "../core/frame.ts";
+import type { Logger } from "../core/log.ts";
+import type { Tensor } from "../core/tensor.ts";
+import type { InferenceEngine } from "../infer/engine.ts";
+import { createOnnxEngine } from "../infer/onnx/engine.ts";
+import { encodePng, imageToTensor } from "../image/decode.ts";
+import type { EfficientAdModel, Thresholds } from "../model/model.ts";
+import { readProjectModel } from "../model/project_format.ts";
+import {
+  FrameSelector,
+  type FrameSelectorOptions,
+  type FrameSelectorStats,
+} from "./frame_select.ts";
+import type { FrameLabel, FrameStore, FrameStoreStats, StoreResult } from "./frame_store.ts";
+import type { ModelRegistry } from "./registry.ts";
+import {
+  type PreparedRun,
+  type RetrainOutcome,
+  RetrainScheduler,
+  type SchedulerStatus,
+  type SchedulerTrainOptions,
+} from "./scheduler.ts";
+import type { TrainProgress } from "./train_process.ts";
+import type { TriggerConfig, TriggerFired } from "./triggers.ts";
+import {
+  type ModelFigures,
+  type PromotionMargins,
+  type ResolvedPromotionMargins,
+  validateCandidate,
+} from "./validate.ts";
+
+/** The lifecycle states published by {@linkcode RetrainCoordinator}. */
+export type RetrainState =
+  | "idle"
+  | "collecting"
+  | "training"
+  | "validating"
+  | "promoted"
+  | "refused"
+  | "rolled_back"
+  | "failed";
+
+/** The validation figures of a decision, as published. */
+export interface ValidationFigures {
+  /** The candidate's figures. */
+  readonly candidate: ModelFigures;
+  /** The serving model's figures, when there was one. */
+  readonly current?: ModelFigures;
+  /** The margins applied. */
+  readonly margins: ResolvedPromotionMargins;
+}
+
+/** One lifecycle event, given to {@linkcode RetrainCoordinatorOptions.publish}. */
+export interface RetrainEvent {
+  /** The store key. */
+  readonly key: string;
+  /** The state entered. */
+  readonly state: RetrainState;
+  /** Epoch milliseconds. */
+  readonly at: number;
+  /** Why, in words: the trigger, the decision, the error. */
+  readonly reason?: string;
+  /** `collecting`: normal frames in the store, and how many are needed. */
+  readonly collected?: number;
+  /** `collecting`: the normal frames the first training needs. */
+  readonly needed?: number;
+  /** `training`: the trainer's last progress. */
+  readonly progress?: TrainProgress;
+  /** The version concerned: the candidate, or the one serving after a rollback. */
+  readonly version?: string;
+  /** The version that served before a promotion or rollback. */
+  readonly from?: string;
+  /** `promoted` / `refused`: the figures of both models. */
+  readonly validation?: ValidationFigures;
+  /** `idle` after a cancelled training. */
+  readonly cancelled?: boolean;
+}
+
+/**
+ * The model an engine serves, as handed to `swap`: the same shape as the inference stage's
+ * `ModelInfo`, so `InferenceStage.setModel` fits (this folder does not import `src/batch`).
+ */
+export interface ServedModel {
+  /** The registry's version id. */
+  readonly version: string;
+  /** The model's thresholds. */
+  readonly thresholds?: Thresholds;
+}
+
+/** What {@linkcode RetrainCoordinator.retrain} and {@linkcode RetrainCoordinator.cancel} did. */
+export type RetrainCommandResult = "started" | "pending" | "cancelled" | "idle" | "closed";
+
+/** Makes an engine for a model (validation and swaps). */
+export type EngineFactory = (model: EfficientAdModel) => Promise<InferenceEngine>;
+
+/** Options of {@linkcode RetrainCoordinator}. */
+export interface RetrainCoordinatorOptions {
+  /** The store key (a camera, or a shared model's name), carried in every event. */
+  readonly key: string;
+  /** The key's frame store, opened by the caller (who closes it after the coordinator). */
+  readonly store: FrameStore;
+  /** The key's model registry, opened by the caller. */
+  readonly registry: ModelRegistry;
+  /** Where training folders are written (`<workDir>/run-<n>/{data,model}`); owned. */
+  readonly workDir: string;
+  /** The frame selector's gates. */
+  readonly selector?: FrameSelectorOptions;
+  /** The triggers. Default none (manual and bootstrap only). */
+  readonly triggers?: TriggerConfig;
+  /** The trainer (command, steps, env, nice, grace). */
+  readonly train?: SchedulerTrainOptions;
+  /** How often the scheduler's timer evaluates triggers. Default 30000 ms. */
+  readonly checkEveryMs?: number;
+  /** Normal frames collected before the first training. Default 200. */
+  readonly bootstrapFrames?: number;
+  /** Least capture-time gap between frames stored while bootstrapping. Default 1000 ms. */
+  readonly bootstrapIntervalMs?: number;
+  /** After a failed bootstrap training, the least time before the next one. Default 60000 ms. */
+  readonly bootstrapRetryMs?: number;
+  /** Share (0..1) of the most recent normal frames held out for validation. Default 0.2. */
+  readonly holdoutFraction?: number;
+  /** The promotion margins. */
+  readonly margins?: PromotionMargins;
+  /** How many recent frames `mark` can reach. Default 32. */
+  readonly markRing?: number;
+  /** Store writes in flight before `observe` drops frames. Default 4. */
+  readonly maxPendingWrites?: number;
+  /** Engine factory. Default {@linkcode createOnnxEngine} with its defaults. */
+  readonly createEngine?: EngineFactory;
+  /**
+   * Serves a promoted (or rolled-back-to) model; takes ownership of `engine`. Without it
+   * the engine is disposed at once (the registry still records the change).
+   */
+  readonly swap?: (engine: InferenceEngine, model: ServedModel) => void | Promise<void>;
+  /** Receives every lifecycle event; exceptions are logged and ignored. */
+  readonly publish?: (event: RetrainEvent) => void;
+  /** Receives warnings (failed writes, failing hooks) and the scheduler's lines. */
+  readonly logger?: Logger;
+  /** The clock (epoch ms). Default `Date.now`. */
+  readonly now?: () => number;
+  /** Aborting it disposes of the coordinator. */
+  readonly signal?: AbortSignal;
+}
+
+/** What {@linkcode RetrainCoordinator.status} returns. */
+export interface RetrainCoordinatorStatus {
+  /** The store key. */
+  readonly key: string;
+  /** The state of the last event (`collecting` or `idle` at start). */
+  readonly state: RetrainState;
+  /** The last event published. */
+  readonly lastEvent?: RetrainEvent;
+  /** The version serving (the registry's current), if any. */
+  readonly currentVersion?: string;
+  /** The rollback target, if any. */
+  readonly previousVersion?: string;
+  /** Whether the coordinator is collecting its first frames. */
+  readonly bootstrapping: boolean;
+  /** Frames dropped because too many store writes were in flight. */
+  readonly droppedWrites: number;
+  /** The scheduler: running training, trigger, progress, counters. */
+  readonly scheduler: SchedulerStatus;
+  /** The frame selector's counters. */
+  readonly selector: FrameSelectorStats;
+  /** The frame store's sizes and counters. */
+  readonly store: FrameStoreStats;
+}
+
+interface Run {
+  readonly dir: string;
+  readonly holdout: readonly Frame[];
+}
+
+function message(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** A frame as a 1 x 3 x H x W tensor in [0, 1]. */
+function frameTensor(frame: Frame): Tensor {
+  return imageToTensor({ width: frame.width, height: frame.height, data: frame.rgb });
+}
+
+async function disposeQuietly(engine: InferenceEngine): Promise<void> {
+  try {
+    await engine[Symbol.asyncDispose]();
+  } catch {
+    // a failing release must not hide the outcome
+  }
+}
+
+/**
+ * Runs collection, training, validation, promotion and rollback for one store key; see the
+ * module documentation. Implements `AsyncDisposable`: disposing cancels a running training,
+ * waits for it and for the store writes in flight; the store and the registry stay open.
+ */
+export class RetrainCoordinator implements AsyncDisposable {
+  readonly #o: RetrainCoordinatorOptions;
+  readonly #selector: FrameSelector;
+  readonly #scheduler: RetrainScheduler;
+  readonly #now: () => number;
+  readonly #needed: number;
+  readonly #bootstrapIntervalMs: number;
+  readonly #holdout: number;
+  readonly #ringSize: number;
+  readonly #maxWrites: number;
+  readonly #createEngine: EngineFactory;
+  readonly #stop = new AbortController();
+  readonly #onAbort = (): void => void this.close();
+  readonly #writes = new Set<Promise<unknown>>();
+  #ring: Frame[] = [];
+  #state: RetrainState;
+  #lastEvent: RetrainEvent | undefined;
+  #droppedWrites = 0;
+  #lastBootstrapAt = -Infinity;
+  #bootstrapFired = false;
+  #bootstrapRetryAt = -Infinity;
+  #runs = 0;
+  #run: Run | undefined;
+  #ops: Promise<unknown> = Promise.resolve();
+  #closing: Promise<void> | undefined;
+
+  /**
+   * Makes the coordinator and starts its scheduler's timer.
+   *
+   * @throws {RangeError} on a bad count or fraction, or as {@linkcode FrameSelector} and
+   * {@linkcode RetrainScheduler}.
+   */
+  constructor(options: RetrainCoordinatorOptions) {
+    this.#o = options;
+    this.#now = options.now ?? Date.now;
+    this.#needed = options.bootstrapFrames ?? 200;
+    this.#bootstrapIntervalMs = options.bootstrapIntervalMs ?? 1000;
+    this.#holdout = options.holdoutFraction ?? 0.2;
+    this.#ringSize = options.markRing ?? 32;
+    this.#maxWrites = options.maxPendingWrites ?? 4;
+    this.#createEngine = options.createEngine ?? ((m) => createOnnxEngine(m));
+    const positive = (name: string, v: number) => {
+      if (!Number.isInteger(v) || v < 1) {
+        throw new RangeError(`Cannot make a retrain coordinator: ${name} must be >= 1, got ${v}`);
+      }
+    };
+    positive("bootstrapFrames", this.#needed);
+    positive("markRing", this.#ringSize);
+    positive("maxPendingWrites", this.#maxWrites);
+    if (!(this.#holdout > 0 && this.#holdout < 1)) {
+      throw new RangeError(
+        `Cannot make a retrain coordinator: holdoutFraction must be in (0, 1), got ${this.#holdout}`,
+      );
+    }
+    this.#selector = new FrameSelector({ ...options.selector, now: this.#now });
+    this.#scheduler = new RetrainScheduler({
+      triggers: options.triggers ?? {},
+      ...(options.train !== undefined ? { train: options.train } : {}),
+      ...(options.checkEveryMs !== undefined ? { checkEveryMs: options.checkEveryMs } : {}),
+      now: this.#now,
+      ...(options.logger !== undefined ? { logger: options.logger } : {}),
+      prepareData: (trigger, signal) => this.#prepareData(trigger, signal),
+      onStart: (trigger) => this.#emit({ state: "training", reason: trigger.reason }),
+      onProgress: (progress) =>
+        this.#emit({
+          state: "training",
+          progress,
+          reason: this.#scheduler.status().trigger?.reason ?? "",
+        }),
+      onResult: (outcome) => this.#onResult(outcome),
+    });
+    this.#state = this.bootstrapping ? "collecting" : "idle";
+    options.signal?.addEventListener("abort", this.#onAbort, { once: true });
+    if (options.signal?.aborted) void this.close();
+  }
+
+  /** Whether there is no serving model yet (every frame counts as normal). */
+  get bootstrapping(): boolean {
+    return this.#o.registry.currentId === undefined;
+  }
+
+  /**
+   * Takes one scored frame of this key: remembers it for `mark`, and stores it when it is
+   * kept as normal (see the module doc). Never blocks, never throws for a well-formed frame.
+   */
+  observe(scored: ScoredFrame): void {
+    if (this.#stop.signal.aborted) return;
+    this.#ring.push(scored.frame);
+    if (this.#ring.length > this.#ringSize) this.#ring.shift();
+    if (this.bootstrapping) {
+      const t = scored.frame.capturedAt;
+      if (t - this.#lastBootstrapAt < this.#bootstrapIntervalMs) return;
+      this.#lastBootstrapAt = t;
+      this.#write(scored.frame, scored.score, () => this.#afterBootstrapFrame());
+      return;
+    }
+    for (const kept of this.#selector.offer(scored)) {
+      this.#write(kept.frame, kept.score, () => {});
+      this.#scheduler.noteNormalFrame(kept.score);
+    }
+  }
+
+  /**
+   * An operator's mark: stores the frame of sequence number `seq` (default: the latest) from
+   * the last `markRing` frames with the label. A frame marked anomalous also keeps the
+   * selector from collecting its neighbours.
+   *
+   * @returns the store's result; `{ ok: false }` when the frame is no longer held.
+   */
+  mark(label: FrameLabel, seq?: number): Promise<StoreResult> {
+    const frame = seq === undefined ? this.#ring.at(-1) : this.#ring.findLast((f) => f.seq === seq);
+    if (frame === undefined) {
+      const which = seq === undefined ? "no frame seen yet" : `frame ${seq} is no longer held`;
+      return Promise.resolve({ ok: false, error: new RangeError(`Cannot mark frame: ${which}`) });
+    }
+    if (label === "anomalous") this.#selector.noteAnomaly(frame.capturedAt);
+    return this.#o.store.add(frame, { label, source: "operator" });
+  }
+
+  /** Starts a training now (or after the current one): what the scheduler did. */
+  retrain(reason = "command"): RetrainCommandResult {
+    return this.#scheduler.command("retrain", reason);
+  }
+
+  /** Cancels the running training (SIGTERM, then SIGKILL) and drops a pending one. */
+  cancel(): RetrainCommandResult {
+    return this.#scheduler.command("cancel");
+  }
+
+  /**
+   * Serves the previous version again: the registry rolls back, then a fresh engine goes to
+   * `swap`. Waits for a validation or promotion in progress first.
+   *
+   * @returns the version now serving.
+   * @throws {RangeError} when there is no previous version; {@linkcode ModelFormatError}
+   * when it does not load (nothing changes then); the engine factory's and `swap`'s errors
+   * (the registry then names the rolled-back-to version; the pipeline still serves the
+   * old engine).
+   */
+  rollback(reason = "rollback requested"): Promise<string> {
+    return this.#serial(async () => {
+      const registry = this.#o.registry;
+      const from = registry.currentId;
+      try {
+        const id = await registry.rollback(reason);
+        const model = await readProjectModel(registry.pathOf(id));
+        await this.#serve(await this.#createEngine(model), id, model);
+        this.#emit({ state: "rolled_back", version: id, ...(from ? { from } : {}), reason });
+        this.#scheduler.notePromotion();
+        return id;
+      } catch (e) {
+        this.#emit({ state: "failed", reason: `Cannot roll back: ${message(e)}` });
+        throw e;
+      }
+    });
+  }
+
+  /** The current state, versions and the building blocks' counters. */
+  status(): RetrainCoordinatorStatus {
+    const registry = this.#o.registry;
+    return {
+      key: this.#o.key,
+      state: this.#state,
+      ...(this.#lastEvent ? { lastEvent: this.#lastEvent } : {}),
+      ...(registry.currentId ? { currentVersion: registry.currentId } : {}),
+      ...(registry.previousId ? { previousVersion: registry.previousId } : {}),
+      bootstrapping: this.bootstrapping,
+      droppedWrites: this.#droppedWrites,
+      scheduler: this.#scheduler.status(),
+      selector: this.#selector.stats(),
+      store: this.#o.store.stats(),
+    };
+  }
+
+  /** Resolves when no training, validation or store write is in progress. */
+  async idle(): Promise<void> {
+    await this.#scheduler.idle();
+    await Promise.all(this.#writes);
+    await this.#ops;
+  }
+
+  /**
+   * Cancels a running training, waits for it, for a validation and for the store writes in
+   * flight. Idempotent; never rejects. The store and registry stay open.
+   */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      this.#stop.abort();
+      this.#o.signal?.removeEventListener("abort", this.#onAbort);
+      await this.#scheduler.close();
+      await Promise.allSettled(this.#writes);
+      await this.#ops.catch(() => {});
+    })();
+    return this.#closing;
+  }
+
+  /** Same as {@linkcode RetrainCoordinator.close}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  // ---- internals ----
+
+  #emit(event: Omit<RetrainEvent, "key" | "at">): void {
+    const full: RetrainEvent = { key: this.#o.key, at: this.#now(), ...event };
+    this.#state = full.state;
+    this.#lastEvent = full;
+    try {
+      this.#o.publish?.(full);
+    } catch (e) {
+      this.#o.logger?.warn("retrain publish failed", { error: message(e) });
+    }
+  }
+
+  #serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#ops.then(fn, fn);
+    this.#ops = run.catch(() => {});
+    return run;
+  }
+
+  #write(frame: Frame, score: number, then: () => void): void {
+    if (this.#writes.size >= this.#maxWrites) {
+      this.#droppedWrites++;
+      return;
+    }
+    const p = this.#o.store.add(frame, { score }).then((r) => {
+      if (r.ok) then();
+      else this.#o.logger?.warn("retrain frame not stored", { error: r.error.message });
+    });
+    this.#writes.add(p);
+    void p.finally(() => this.#writes.delete(p));
+  }
+
+  #afterBootstrapFrame(): void {
+    if (!this.bootstrapping || this.#stop.signal.aborted) return;
+    const collected = this.#o.store.list({ label: "normal" }).length;
+    if (this.#bootstrapFired) return;
+    this.#emit({ state: "collecting", collected, needed: this.#needed });
+    if (collected >= this.#needed && this.#now() >= this.#bootstrapRetryAt) {
+      this.#bootstrapFired = true;
+      this.#scheduler.command("retrain", `bootstrap: ${collected} normal frames collected`);
+    }
+  }
+
+  async #prepareData(_trigger: TriggerFired, signal: AbortSignal): Promise<PreparedRun> {
+    const store = this.#o.store;
+    const normal = store.list({ label: "normal" });
+    if (normal.length < 2) {
+      throw new RangeError(
+        `${normal.length} normal frames in the store, expected at least 2`,
+      );
+    }
+    const held = Math.min(
+      normal.length - 1,
+      Math.max(1, Math.round(normal.length * this.#holdout)),
+    );
+    const train = normal.slice(0, normal.length - held);
+    const holdout = normal.slice(normal.length - held);
+    await Deno.remove(this.#o.workDir, { recursive: true }).catch(() => {});
+    const dir = join(this.#o.workDir, `run-${++this.#runs}`);
+    const dataDir = join(dir, "data");
+    await Deno.mkdir(dataDir, { recursive: true });
+    for (const f of train) {
+      signal.throwIfAborted();
+      const frame = await store.read(f.id);
+      const png = encodePng({ width: frame.width, height: frame.height, data: frame.rgb });
+      await Deno.writeFile(join(dataDir, `${f.id}.png`), png);
+    }
+    const frames: Frame[] = [];
+    for (const f of holdout) frames.push(await store.read(f.id));
+    this.#run = { dir, holdout: frames };
+    return { dataDir, outDir: join(dir, "model") };
+  }
+
+  async #onResult(outcome: RetrainOutcome): Promise<void> {
+    const run = this.#run;
+    this.#run = undefined;
+    try {
+      const result = outcome.result;
+      if (result?.cancelled === true || outcome.error === "Cannot train: cancelled") {
+        this.#emit({ state: "idle", cancelled: true, reason: "training cancelled" });
+      } else if (outcome.error !== undefined || result === undefined || run === undefined) {
+        this.#emit({ state: "failed", reason: outcome.error ?? "Cannot train: no result" });
+      } else {
+        await this.#serial(() => this.#validate(result.outDir, run, outcome.trigger));
+      }
+    } finally {
+      if (run !== undefined) await Deno.remove(run.dir, { recursive: true }).catch(() => {});
+      if (this.bootstrapping) {
+        this.#bootstrapFired = false;
+        this.#bootstrapRetryAt = this.#now() + (this.#o.bootstrapRetryMs ?? 60_000);
+        if (this.#state !== "failed") this.#state = "collecting";
+      }
+    }
+  }
+
+  async #validate(outDir: string, run: Run, trigger: TriggerFired): Promise<void> {
+    const registry = this.#o.registry;
+    const signal = this.#stop.signal;
+    const engines: InferenceEngine[] = [];
+    let handedOver: InferenceEngine | undefined;
+    try {
+      const id = await registry.addCandidate(outDir);
+      this.#emit({ state: "validating", version: id, reason: trigger.reason });
+      const candModel = await readProjectModel(registry.pathOf(id));
+      if (candModel.thresholds === undefined) {
+        throw new RangeError(`candidate ${id} has no thresholds`);
+      }
+      const candidate = await this.#createEngine(candModel);
+      engines.push(candidate);
+      const current = await registry.current();
+      let currentSubject;
+      if (current !== undefined) {
+        if (current.model.thresholds === undefined) {
+          throw new RangeError(`current model ${current.id} has no thresholds`);
+        }
+        const engine = await this.#createEngine(current.model);
+        engines.push(engine);
+        currentSubject = { engine, thresholds: current.model.thresholds };
+      }
+      const anomalous: Tensor[] = [];
+      for (const f of this.#o.store.list({ label: "anomalous" })) {
+        anomalous.push(frameTensor(await this.#o.store.read(f.id)));
+      }
+      const decision = await validateCandidate(
+        { engine: candidate, thresholds: candModel.thresholds },
+        currentSubject,
+        {
+          frames: { normal: run.holdout.map(frameTensor), anomalous },
+          ...(this.#o.margins !== undefined ? { margins: this.#o.margins } : {}),
+          signal,
+        },
+      );
+      const validation: ValidationFigures = {
+        candidate: decision.candidate,
+        ...(decision.current ? { current: decision.current } : {}),
+        margins: decision.margins,
+      };
+      if (!decision.promote) {
+        this.#emit({ state: "refused", version: id, reason: decision.reason, validation });
+        return;
+      }
+      signal.throwIfAborted();
+      const from = registry.currentId;
+      await registry.promote(id, `${trigger.reason}; ${decision.reason}`);
+      engines.splice(engines.indexOf(candidate), 1);
+      handedOver = candidate;
+      try {
+        await this.#serve(candidate, id, candModel);
+      } catch (e) {
+        if (from !== undefined) await registry.rollback(`swap failed: ${message(e)}`);
+        throw e;
+      }
+      this.#scheduler.notePromotion();
+      this.#emit({
+        state: "promoted",
+        version: id,
+        ...(from ? { from } : {}),
+        reason: decision.reason,
+        validation,
+      });
+    } catch (e) {
+      this.#emit({ state: "failed", reason: `Cannot validate the candidate: ${message(e)}` });
+    } finally {
+      for (const engine of engines) {
+        if (engine !== handedOver) await disposeQuietly(engine);
+      }
+    }
+  }
+
+  /** Hands `engine` to `swap` (or disposes it when there is none). */
+  async #serve(engine: InferenceEngine, id: string, model: EfficientAdModel): Promise<void> {
+    const info: ServedModel = {
+      version: id,
+      ...(model.thresholds !== undefined ? { thresholds: model.thresholds } : {}),
+    };
+    const swap = this.#o.swap;
+    if (swap === undefined) {
+      await engine[Symbol.asyncDispose]();
+      return;
+    }
+    try {
+      await swap(engine, info);
+    } catch (e) {
+      await disposeQuietly(engine);
+      throw e;
+    }
+  }
+}

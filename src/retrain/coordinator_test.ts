@@ -1,0 +1,262 @@
+import { join } from "node:path";
+import { assertEquals, assertOk } from "../../tests/assert.ts";
+import type { Frame, ScoredFrame } from "../core/frame.ts";
+import { tensor } from "../core/tensor.ts";
+import type { InferenceEngine } from "../infer/engine.ts";
+import { writeProjectModel } from "../model/project_format.ts";
+import { syntheticModel } from "../model/synthetic.ts";
+import {
+  RetrainCoordinator,
+  type RetrainCoordinatorOptions,
+  type RetrainEvent,
+  type ServedModel,
+} from "./coordinator.ts";
+import { FrameStore } from "./frame_store.ts";
+import { ModelRegistry } from "./registry.ts";
+
+/**
+ * A fake trainer for `deno eval`: the file named by `FAKE_SOURCE` holds either a model
+ * directory, copied to `--out` after two progress lines, or `hang` (one progress line, then
+ * it waits until killed).
+ */
+const FAKE_TRAINER = `
+const a = Deno.args;
+const out = a[a.indexOf("--out") + 1];
+const src = Deno.readTextFileSync(Deno.env.get("FAKE_SOURCE")).trim();
+console.error("info  step 1/2 loss 5.0000 ETA 1s");
+if (src === "fail") {
+  console.error("error Cannot read training data");
+  Deno.exit(2);
+} else if (src === "hang") {
+  setInterval(() => {}, 1000);
+} else {
+  console.error("info  step 2/2 loss 2.5000 ETA 0s");
+  Deno.mkdirSync(out, { recursive: true });
+  for (const e of Deno.readDirSync(src)) Deno.copyFileSync(src + "/" + e.name, out + "/" + e.name);
+}
+`;
+
+const SIZE = 256;
+
+/** A distinct 256 x 256 noise frame. */
+function frame(seq: number): Frame {
+  const rgb = new Uint8Array(SIZE * SIZE * 3);
+  let s = seq * 2654435761 + 1;
+  for (let i = 0; i < rgb.length; i++) {
+    s = (s * 1103515245 + 12345) >>> 0;
+    rgb[i] = s >>> 24;
+  }
+  return { camera: "cam", seq, capturedAt: 1_000_000 + seq * 1000, width: SIZE, height: SIZE, rgb };
+}
+
+function scored(seq: number): ScoredFrame {
+  return {
+    frame: frame(seq),
+    score: 0.1,
+    anomalous: false,
+    map: tensor([1, 1, 1]),
+    modelVersion: "placeholder",
+    batchSize: 1,
+    inferenceMs: 1,
+    scoredAt: 0,
+  };
+}
+
+async function until(cond: () => boolean, what: string, ms = 60_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`Cannot wait: ${what} not met in time`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** A coordinator on temp dirs with the fake trainer; models `lenient` and `strict`. */
+async function setup(over: Partial<RetrainCoordinatorOptions> = {}) {
+  const root = await Deno.makeTempDir({ prefix: "coordinator-" });
+  const lenient = join(root, "lenient");
+  const strict = join(root, "strict");
+  const model = syntheticModel(undefined, 1);
+  // Nothing flagged (threshold above every score) vs everything flagged.
+  await writeProjectModel(lenient, {
+    ...model,
+    thresholds: { threshold: 1e9, min: 0, max: 2e9 },
+    provenance: { version: "lenient", source: "test" },
+  });
+  await writeProjectModel(strict, {
+    ...model,
+    thresholds: { threshold: -1e9, min: -2e9, max: 0 },
+    provenance: { version: "strict", source: "test" },
+  });
+  const source = join(root, "source.txt");
+  await Deno.writeTextFile(source, lenient);
+  const store = await FrameStore.open(join(root, "store"));
+  const registry = await ModelRegistry.open(join(root, "registry"));
+  const events: RetrainEvent[] = [];
+  const swaps: ServedModel[] = [];
+  const coordinator = new RetrainCoordinator({
+    key: "cam",
+    store,
+    registry,
+    workDir: join(root, "work"),
+    bootstrapFrames: 3,
+    bootstrapIntervalMs: 0,
+    holdoutFraction: 0.34,
+    train: {
+      command: [Deno.execPath(), "eval", FAKE_TRAINER],
+      env: { FAKE_SOURCE: source },
+      nice: false,
+      killGraceMs: 500,
+    },
+    swap: async (engine: InferenceEngine, info: ServedModel) => {
+      swaps.push(info);
+      await engine[Symbol.asyncDispose]();
+    },
+    publish: (e) => void events.push(e),
+    ...over,
+  });
+  return {
+    coordinator,
+    registry,
+    store,
+    events,
+    swaps,
+    use: (what: "lenient" | "strict" | "hang" | "fail") =>
+      Deno.writeTextFile(
+        source,
+        what === "lenient" ? lenient : what === "strict" ? strict : what,
+      ),
+    async [Symbol.asyncDispose]() {
+      await coordinator.close();
+      await store.close();
+      await Deno.remove(root, { recursive: true });
+    },
+  };
+}
+
+async function bootstrap(t: Awaited<ReturnType<typeof setup>>): Promise<void> {
+  for (let seq = 0; seq < 3; seq++) t.coordinator.observe(scored(seq));
+  await until(() => t.swaps.length === 1, "first swap");
+  await t.coordinator.idle();
+}
+
+Deno.test("RetrainCoordinator() bootstraps: collects N frames, trains, promotes, swaps", async () => {
+  await using t = await setup();
+  assertOk(t.coordinator.bootstrapping);
+  assertEquals(t.coordinator.status().state, "collecting");
+  await bootstrap(t);
+  const states = t.events.map((e) => e.state);
+  assertEquals(states.filter((s) => s === "collecting").length, 3);
+  assertEquals(t.events.find((e) => e.state === "collecting" && e.collected === 3)?.needed, 3);
+  assertOk(t.events.some((e) => e.state === "training" && e.progress?.step === 2));
+  assertOk(states.indexOf("validating") < states.indexOf("promoted"));
+  assertEquals(t.swaps[0]!.version, t.registry.currentId);
+  assertEquals(t.swaps[0]!.thresholds?.threshold, 1e9);
+  assertOk(!t.coordinator.bootstrapping);
+  assertEquals(t.coordinator.status().state, "promoted");
+});
+
+Deno.test("RetrainCoordinator.retrain() refuses a worse candidate with the reason; rollback() swaps back", async () => {
+  await using t = await setup();
+  await bootstrap(t);
+  const first = t.registry.currentId!;
+  t.coordinator.observe(scored(50));
+  assertOk((await t.coordinator.mark("anomalous", 50)).ok);
+  // A candidate that flags every held-out normal frame, against one that flags none.
+  await t.use("strict");
+  assertEquals(t.coordinator.retrain("test"), "started");
+  await until(() => t.events.some((e) => e.state === "refused"), "refusal");
+  await t.coordinator.idle();
+  const refused = t.events.find((e) => e.state === "refused")!;
+  assertOk(refused.reason?.includes("candidate flags 100 %"), refused.reason);
+  assertEquals(refused.validation?.candidate.flaggedFraction, 1);
+  assertEquals(refused.validation?.current?.flaggedFraction, 0);
+  assertEquals(refused.validation?.candidate.anomalousFrames, 1);
+  assertEquals(t.registry.currentId, first);
+  assertEquals(t.swaps.length, 1);
+  // An equal candidate is promoted; rollback serves the first model again.
+  await t.use("lenient");
+  t.coordinator.retrain("test again");
+  await until(() => t.swaps.length === 2, "second swap");
+  await t.coordinator.idle();
+  const second = t.registry.currentId!;
+  assertOk(second !== first);
+  assertEquals(await t.coordinator.rollback("operator"), first);
+  assertEquals(t.swaps.at(-1)?.version, first);
+  assertEquals(t.registry.currentId, first);
+  const back = t.events.at(-1)!;
+  assertEquals([back.state, back.version, back.from], ["rolled_back", first, second]);
+});
+
+Deno.test("RetrainCoordinator.cancel() kills the trainer and keeps the model", async () => {
+  await using t = await setup();
+  await bootstrap(t);
+  const first = t.registry.currentId;
+  await t.use("hang");
+  t.coordinator.retrain("test");
+  await until(() => t.coordinator.status().scheduler.progress?.step === 1, "trainer running");
+  assertEquals(t.coordinator.cancel(), "cancelled");
+  await t.coordinator.idle();
+  const last = t.events.at(-1)!;
+  assertEquals([last.state, last.cancelled], ["idle", true]);
+  assertEquals(t.registry.currentId, first);
+  assertEquals(t.coordinator.status().scheduler.lastResult?.cancelled, true);
+});
+
+Deno.test("RetrainCoordinator.mark() stores a recent frame with the operator's label", async () => {
+  await using t = await setup();
+  assertEquals((await t.coordinator.mark("anomalous")).ok, false);
+  t.coordinator.observe(scored(7));
+  await t.coordinator.idle();
+  const r = await t.coordinator.mark("anomalous", 7);
+  assertOk(r.ok);
+  assertEquals([r.frame.label, r.frame.source, r.frame.seq], ["anomalous", "operator", 7]);
+  assertEquals((await t.coordinator.mark("normal", 99)).ok, false);
+});
+
+Deno.test("RetrainCoordinator.observe() stores selected frames and the count trigger retrains", async () => {
+  await using t = await setup({
+    selector: { minSamples: 0, minIntervalMs: 0, eventGuardMs: 0, duplicateThreshold: -1 },
+    triggers: { minNewFrames: 2, cooldown: 1 },
+  });
+  await bootstrap(t);
+  const before = t.store.stats().frames;
+  t.coordinator.observe(scored(10));
+  await t.coordinator.idle();
+  t.coordinator.observe(scored(11));
+  await until(() => t.swaps.length === 2, "count-triggered promotion");
+  await t.coordinator.idle();
+  assertEquals(t.store.stats().frames, before + 2);
+  assertOk(t.events.some((e) => e.state === "training" && e.reason?.startsWith("count:")));
+  assertEquals(t.coordinator.status().selector.released, 2);
+});
+
+Deno.test("RetrainCoordinator() publishes a failed training and keeps collecting", async () => {
+  await using t = await setup({ bootstrapRetryMs: 60_000 });
+  await t.use("fail");
+  for (let seq = 0; seq < 3; seq++) t.coordinator.observe(scored(seq));
+  await until(() => t.events.some((e) => e.state === "failed"), "failure");
+  await t.coordinator.idle();
+  const failed = t.events.find((e) => e.state === "failed")!;
+  assertOk(failed.reason?.includes("exited with code 2"), failed.reason);
+  assertEquals(t.registry.currentId, undefined);
+  assertEquals(t.swaps.length, 0);
+  // Within the retry delay, more frames do not start another training.
+  t.coordinator.observe(scored(3));
+  await t.coordinator.idle();
+  assertEquals(t.coordinator.status().scheduler.runs, 1);
+  assertOk(t.coordinator.bootstrapping);
+});
+
+Deno.test("RetrainCoordinator.close() kills a running trainer", async () => {
+  const t = await setup();
+  try {
+    await t.use("hang");
+    for (let seq = 0; seq < 3; seq++) t.coordinator.observe(scored(seq));
+    await until(() => t.coordinator.status().scheduler.progress?.step === 1, "trainer running");
+    await t.coordinator.close();
+    assertEquals(t.coordinator.status().scheduler.lastResult?.cancelled, true);
+    assertEquals(t.registry.currentId, undefined);
+  } finally {
+    await t[Symbol.asyncDispose]();
+  }
+});
