@@ -99,6 +99,115 @@ export interface EventMessage {
   readonly model_version: string;
 }
 
+/**
+ * The retraining lifecycle of a camera's model, as published on `<prefix>/<camera>/model`:
+ * `idle` (serving, nothing running), `collecting` (gathering normal frames; during
+ * bootstrap the camera has no model yet), `training`, `validating` (candidate against
+ * current), then `promoted`, `refused` (the candidate was worse), `rolled_back` or
+ * `failed`.
+ */
+export type ModelState =
+  | "idle"
+  | "collecting"
+  | "training"
+  | "validating"
+  | "promoted"
+  | "refused"
+  | "rolled_back"
+  | "failed";
+
+/** What started a retraining: `bootstrap`, `schedule`, `count`, `drift` or `command`. */
+export type RetrainTrigger = "bootstrap" | "schedule" | "count" | "drift" | "command";
+
+/** Validation figures of one model on the held-out frames. */
+export interface ModelValidationFigures {
+  /** Share of held-out normal frames the model flags anomalous, in [0, 1]. */
+  readonly flaggedShare: number;
+  /** Median normalised score of the held-out normal frames. */
+  readonly medianNormalizedScore: number;
+  /** Share of frames marked anomalous that the model flags; undefined without such frames. */
+  readonly detectedShare?: number;
+  /** AUROC of normal against marked-anomalous frames; undefined without anomalous frames. */
+  readonly auroc?: number;
+}
+
+/** The validation of a candidate model against the serving one. */
+export interface ModelValidation {
+  /** Held-out normal frames scored. */
+  readonly normalFrames: number;
+  /** Frames marked anomalous scored. */
+  readonly anomalousFrames: number;
+  readonly candidate: ModelValidationFigures;
+  /** The serving model's figures; undefined during bootstrap (no model yet). */
+  readonly current?: ModelValidationFigures;
+}
+
+/** One step of the retraining lifecycle, as the retraining code reports it. */
+export interface ModelUpdate {
+  readonly state: ModelState;
+  /** The model version serving now; undefined when the camera has none yet. */
+  readonly modelVersion?: string;
+  /** The candidate's version, while one is trained, validated or just decided on. */
+  readonly candidateVersion?: string;
+  readonly trigger?: RetrainTrigger;
+  /** Why it triggered, in words ("median normalised score 0.41 > 0.35"). */
+  readonly triggerReason?: string;
+  /** While `collecting`: frames collected and needed. */
+  readonly collecting?: { readonly frames: number; readonly needed: number };
+  /** While `training`: progress. */
+  readonly training?: {
+    readonly step: number;
+    readonly total: number;
+    readonly loss?: number;
+    /** Estimated milliseconds left. */
+    readonly etaMs?: number;
+  };
+  readonly validation?: ModelValidation;
+  /** Why the candidate was promoted or refused, or why a rollback or failure happened. */
+  readonly decisionReason?: string;
+  /** When the step happened, epoch ms; default the publish time. */
+  readonly at?: number;
+}
+
+/** Validation figures of one model, in `<prefix>/<camera>/model`. */
+export interface ModelFiguresMessage {
+  readonly flagged_share: number;
+  readonly median_normalized_score: number;
+  readonly detected_share: number | null;
+  readonly auroc: number | null;
+}
+
+/** `<prefix>/<camera>/model`: retained, one per lifecycle step. */
+export interface ModelMessage {
+  readonly v: 1;
+  readonly time: string;
+  readonly time_ms: number;
+  readonly camera: string;
+  readonly state: ModelState;
+  readonly model_version: string | null;
+  readonly candidate_version: string | null;
+  readonly trigger: RetrainTrigger | null;
+  readonly trigger_reason: string | null;
+  readonly collecting: {
+    readonly frames: number;
+    readonly needed: number;
+    readonly bootstrap: boolean;
+  } | null;
+  readonly training: {
+    readonly step: number;
+    readonly total: number;
+    readonly loss: number | null;
+    readonly eta_s: number | null;
+  } | null;
+  readonly validation: {
+    readonly normal_frames: number;
+    readonly anomalous_frames: number;
+    readonly candidate: ModelFiguresMessage;
+    readonly current: ModelFiguresMessage | null;
+  } | null;
+  readonly decision_reason: string | null;
+}
+
 /** Latency percentiles, milliseconds. */
 export interface PercentilesMessage {
   readonly p50: number;
@@ -238,6 +347,66 @@ export function eventMessage(event: AnomalyEvent, context: EventContext): EventM
     off_threshold: context.offThreshold,
     threshold: context.threshold ?? null,
     model_version: context.modelVersion,
+  };
+}
+
+function figures(f: ModelValidationFigures): ModelFiguresMessage {
+  return {
+    flagged_share: round(f.flaggedShare, 4),
+    median_normalized_score: round(f.medianNormalizedScore, 4),
+    detected_share: f.detectedShare !== undefined ? round(f.detectedShare, 4) : null,
+    auroc: f.auroc !== undefined ? round(f.auroc, 4) : null,
+  };
+}
+
+/**
+ * Builds the `model` payload of a camera's lifecycle step; `now` is the publish time
+ * (epoch ms), used when the update has no `at`. `collecting.bootstrap` is true when the
+ * camera has no model yet (no `modelVersion`).
+ *
+ * @example
+ * ```ts
+ * modelMessage("line-1", { state: "collecting", trigger: "bootstrap",
+ *   collecting: { frames: 120, needed: 500 } }, Date.now());
+ * ```
+ */
+export function modelMessage(camera: string, update: ModelUpdate, now: number): ModelMessage {
+  const at = update.at ?? now;
+  const { collecting, training, validation } = update;
+  return {
+    v: 1,
+    time: iso(at),
+    time_ms: at,
+    camera,
+    state: update.state,
+    model_version: update.modelVersion ?? null,
+    candidate_version: update.candidateVersion ?? null,
+    trigger: update.trigger ?? null,
+    trigger_reason: update.triggerReason ?? null,
+    collecting: collecting !== undefined
+      ? {
+        frames: collecting.frames,
+        needed: collecting.needed,
+        bootstrap: update.modelVersion === undefined,
+      }
+      : null,
+    training: training !== undefined
+      ? {
+        step: training.step,
+        total: training.total,
+        loss: training.loss !== undefined ? round(training.loss, 6) : null,
+        eta_s: training.etaMs !== undefined ? round(training.etaMs / 1000, 1) : null,
+      }
+      : null,
+    validation: validation !== undefined
+      ? {
+        normal_frames: validation.normalFrames,
+        anomalous_frames: validation.anomalousFrames,
+        candidate: figures(validation.candidate),
+        current: validation.current !== undefined ? figures(validation.current) : null,
+      }
+      : null,
+    decision_reason: update.decisionReason ?? null,
   };
 }
 

@@ -1,7 +1,13 @@
 import type { CameraStatus } from "../core/frame.ts";
 import type { PipelineStatus } from "../core/status.ts";
 import { assertEquals } from "../../tests/assert.ts";
-import { eventMessage, scoreMessage, statsMessage, statusMessage } from "./payloads.ts";
+import {
+  eventMessage,
+  modelMessage,
+  scoreMessage,
+  statsMessage,
+  statusMessage,
+} from "./payloads.ts";
 import { syntheticScoredFrame } from "./testing.ts";
 
 Deno.test("scoreMessage() carries raw and normalised scores, the raw threshold and latency", () => {
@@ -107,4 +113,69 @@ Deno.test("statsMessage() computes per-camera rates against the previous sample"
   const m = statsMessage(second, first);
   assertEquals([m.cameras[0]!.fps_in, m.cameras[0]!.fps_scored, m.uptime_s], [30, 25, 12]);
   assertEquals(m.inference.batch_ms, { p50: 1, p95: 2, p99: 3, count: 10 });
+});
+
+Deno.test("modelMessage() carries the validation of candidate and current and the decision", () => {
+  const at = Date.UTC(2025, 5, 1, 12, 0, 0);
+  const message = modelMessage("line-1", {
+    state: "refused",
+    modelVersion: "efficientad-s@3",
+    candidateVersion: "efficientad-s@4",
+    trigger: "drift",
+    triggerReason: "median normalised score 0.41 > 0.35",
+    validation: {
+      normalFrames: 200,
+      anomalousFrames: 12,
+      candidate: {
+        flaggedShare: 0.081,
+        medianNormalizedScore: 0.3312345,
+        detectedShare: 0.75,
+        auroc: 0.91,
+      },
+      current: {
+        flaggedShare: 0.02,
+        medianNormalizedScore: 0.28,
+        detectedShare: 1,
+        auroc: 0.98765,
+      },
+    },
+    decisionReason: "flagged share 0.081 > current 0.02 + margin 0.05",
+    at,
+  }, at + 5000);
+  assertEquals(message, {
+    v: 1,
+    time: "2025-06-01T12:00:00.000Z",
+    time_ms: at,
+    camera: "line-1",
+    state: "refused",
+    model_version: "efficientad-s@3",
+    candidate_version: "efficientad-s@4",
+    trigger: "drift",
+    trigger_reason: "median normalised score 0.41 > 0.35",
+    collecting: null,
+    training: null,
+    validation: {
+      normal_frames: 200,
+      anomalous_frames: 12,
+      candidate: {
+        flagged_share: 0.081,
+        median_normalized_score: 0.3312,
+        detected_share: 0.75,
+        auroc: 0.91,
+      },
+      current: {
+        flagged_share: 0.02,
+        median_normalized_score: 0.28,
+        detected_share: 1,
+        auroc: 0.9877,
+      },
+    },
+    decision_reason: "flagged share 0.081 > current 0.02 + margin 0.05",
+  });
+  const collecting = modelMessage("line-1", {
+    state: "collecting",
+    modelVersion: "efficientad-s@3",
+    collecting: { frames: 10, needed: 100 },
+  }, at);
+  assertEquals(collecting.collecting, { frames: 10, needed: 100, bootstrap: false });
 });

@@ -11,6 +11,10 @@
  * acknowledged) go back to the front of the queue, so a QoS 1 event that fits the queue
  * survives a broker restart (delivery is at least once: a consumer may see a duplicate).
  *
+ * Commands in: with `onCommand`, the publisher subscribes to `<prefix>/+/set/+` on every
+ * connection (so again after each reconnect) and hands each parsed command to the
+ * callback; malformed, unknown and retained commands are logged and ignored.
+ *
  * @module
  */
 import { Buffer } from "node:buffer";
@@ -19,10 +23,14 @@ import type { CameraStatus, ScoredFrame } from "../core/frame.ts";
 import { createLogger, type Logger } from "../core/log.ts";
 import { redact } from "../core/redact.ts";
 import type { PipelineStatus } from "../core/status.ts";
+import { type Command, parseCommand } from "./commands.ts";
 import { type AnomalyEvent, EventTracker, type EventTrackerOptions } from "./events.ts";
 import { encodeMapPng, MAP_ENCODING } from "./map_png.ts";
 import {
   eventMessage,
+  modelMessage,
+  type ModelState,
+  type ModelUpdate,
   scoreMessage,
   statsMessage,
   type StatsSample,
@@ -111,6 +119,12 @@ export interface MqttPublisherOptions {
   readonly signal?: AbortSignal;
   /** The clock, epoch ms. Default `Date.now`. */
   readonly now?: () => number;
+  /**
+   * Receives the commands published on `<prefix>/<camera>/set/<command>` (see
+   * `commands.ts`), parsed. Without it the publisher subscribes to nothing. A callback
+   * that throws is logged; the publisher goes on.
+   */
+  readonly onCommand?: (command: Command) => void;
 }
 
 /** The publisher's counters, for `<prefix>/stats`, `/status` and `/metrics`. */
@@ -126,6 +140,23 @@ export interface PublisherCounters {
   /** Successful connections after the first. */
   readonly reconnects: number;
 }
+
+/** Counts of the commands in (see {@linkcode MqttPublisherOptions.onCommand}). */
+export interface CommandCounters {
+  /** Commands parsed and handed to `onCommand`. */
+  readonly received: number;
+  /** Commands ignored: malformed, unknown or retained. */
+  readonly rejected: number;
+}
+
+/** Lifecycle steps that a newer `model` message never replaces in the outgoing queue. */
+const KEPT_MODEL_STATES: ReadonlySet<ModelState> = new Set([
+  "validating",
+  "promoted",
+  "refused",
+  "rolled_back",
+  "failed",
+]);
 
 interface InFlight {
   readonly message: OutgoingMessage;
@@ -179,6 +210,9 @@ export class MqttPublisher implements AsyncDisposable {
   readonly #reconnectMaxMs: number;
   readonly #closeTimeoutMs: number;
   readonly #statsProvider: (() => PipelineStatus) | undefined;
+  readonly #onCommand: ((command: Command) => void) | undefined;
+  #commands = 0;
+  #commandsRejected = 0;
   readonly #signal: AbortSignal | undefined;
   readonly #onAbort = () => void this.close();
   #protocolVersion: 4 | 5;
@@ -274,6 +308,7 @@ export class MqttPublisher implements AsyncDisposable {
     this.#reconnectMaxMs = Math.max(options.reconnectMaxMs ?? 30_000, this.#reconnectMinMs);
     this.#closeTimeoutMs = options.closeTimeoutMs ?? 2000;
     this.#statsProvider = options.stats;
+    this.#onCommand = options.onCommand;
     this.#protocolVersion = options.protocolVersion ?? 5;
     this.#protocolFixed = options.protocolVersion !== undefined;
     this.#clientOptions = {
@@ -324,6 +359,11 @@ export class MqttPublisher implements AsyncDisposable {
       dropped: this.#queue.dropped + this.#droppedOther,
       reconnects: Math.max(0, this.#connections - 1),
     };
+  }
+
+  /** Counts of the commands in. */
+  get commandCounters(): CommandCounters {
+    return { received: this.#commands, rejected: this.#commandsRejected };
   }
 
   /** The MQTT protocol version in use (5, or 4 after a fallback). */
@@ -415,6 +455,41 @@ export class MqttPublisher implements AsyncDisposable {
         camera: status.camera,
         error: e,
       });
+    }
+  }
+
+  /**
+   * Queues a retained `<prefix>/<camera>/model` message (QoS `max(qos, 1)`) for a step of
+   * the retraining lifecycle. While the broker is away it waits in the queue like an
+   * event; of the progress steps (`idle`, `collecting`, `training`) only the latest per
+   * camera is kept there, the others (`validating`, `promoted`, `refused`, `rolled_back`,
+   * `failed`) are all kept. Never throws: an invalid camera name is logged and counted as
+   * dropped. Does nothing once closing.
+   *
+   * @example
+   * ```ts
+   * publisher.publishModel("line-1", {
+   *   state: "training",
+   *   modelVersion: "efficientad-s@3",
+   *   trigger: "drift",
+   *   training: { step: 400, total: 2000, loss: 0.0123, etaMs: 95_000 },
+   * });
+   * ```
+   */
+  publishModel(camera: string, update: ModelUpdate): void {
+    if (this.#closing !== undefined) return;
+    try {
+      this.#enqueue({
+        topic: this.topics.model(camera),
+        payload: JSON.stringify(modelMessage(camera, update, this.#now())),
+        qos: this.#reliableQos,
+        retain: true,
+        properties: JSON_PROPERTIES,
+        replaceable: !KEPT_MODEL_STATES.has(update.state),
+      });
+    } catch (e) {
+      this.#droppedOther++;
+      this.#warnOnce(`model:${camera}`, "Cannot publish model state", { camera, error: e });
     }
   }
 
@@ -675,8 +750,13 @@ export class MqttPublisher implements AsyncDisposable {
         qos: this.#reliableQos,
         retain: true,
       }]);
+      this.#subscribeCommands(client);
       this.#drain();
       this.#notify();
+    });
+    client.on("message", (topic, payload, packet) => {
+      if (this.#client !== client) return;
+      this.#receive(topic, new Uint8Array(payload), packet.retain);
     });
     client.on("error", (e) => {
       if (this.#client !== client) return;
@@ -716,6 +796,57 @@ export class MqttPublisher implements AsyncDisposable {
       }
       this.#scheduleReconnect();
     });
+  }
+
+  #subscribeCommands(client: MqttClient): void {
+    if (this.#onCommand === undefined) return;
+    const filter = this.topics.commandFilter;
+    // MQTT 5: retain handling 2, the broker sends no retained command on subscribe.
+    const options = this.#protocolVersion === 5 ? { qos: 1 as const, rh: 2 } : { qos: 1 as const };
+    client.subscribe(filter, options, (error, granted) => {
+      if (this.#client !== client) return;
+      const refused = granted?.some((g) => g.qos === 128) ?? false;
+      if ((error !== undefined && error !== null) || refused) {
+        this.#log.warn("Cannot subscribe to MQTT commands", {
+          topic: filter,
+          error: error ? this.#clean(error) : "refused by the broker",
+        });
+      } else {
+        this.#log.debug("subscribed to MQTT commands", { topic: filter });
+      }
+    });
+  }
+
+  #receive(topic: string, payload: Uint8Array, retained: boolean): void {
+    const onCommand = this.#onCommand;
+    const match = this.topics.matchCommand(topic);
+    if (onCommand === undefined || match === undefined) return;
+    if (retained) {
+      this.#commandsRejected++;
+      this.#log.warn("ignoring a retained MQTT command: publish commands without retain", {
+        topic,
+      });
+      return;
+    }
+    let command: Command;
+    try {
+      command = parseCommand(match.camera, match.command, payload);
+    } catch (e) {
+      this.#commandsRejected++;
+      this.#log.warn("ignoring a malformed MQTT command", {
+        topic,
+        error: this.#clean(e),
+        payload: new TextDecoder().decode(payload.subarray(0, 200)),
+      });
+      return;
+    }
+    this.#commands++;
+    this.#log.info("MQTT command", { topic, ...command });
+    try {
+      onCommand(command);
+    } catch (e) {
+      this.#log.warn("the MQTT command handler failed", { topic, error: this.#clean(e) });
+    }
   }
 
   #scheduleReconnect(): void {

@@ -5,7 +5,8 @@
  * queue drops one message per push, the oldest QoS 0 message if there is one (scores,
  * maps and statistics go first), else the oldest message, and counts it. A retained
  * message replaces any queued retained message of the same topic (only the latest state
- * matters), which is not counted as a drop.
+ * matters), which is not counted as a drop; a message marked `replaceable: false` (a
+ * model lifecycle step such as `promoted`) is never replaced and replaces nothing.
  *
  * @module
  */
@@ -25,6 +26,11 @@ export interface OutgoingMessage {
   readonly retain: boolean;
   /** MQTT 5 properties; left out on MQTT 3.1.1 connections. */
   readonly properties?: OutgoingProperties;
+  /**
+   * For a retained message: whether a newer retained message of the same topic may
+   * replace it while queued, and whether it replaces older ones. Default true.
+   */
+  readonly replaceable?: boolean;
 }
 
 /** A FIFO of outgoing messages with a length limit and a drop policy (see the module doc). */
@@ -56,7 +62,7 @@ export class OutgoingQueue {
 
   /** Adds a message at the back; returns how many messages were dropped to make room (0 or 1). */
   push(message: OutgoingMessage): number {
-    if (message.retain) this.#removeRetained(message.topic);
+    if (replaceable(message)) this.#removeRetained(message.topic);
     this.#items.push(message);
     return this.#trim();
   }
@@ -67,7 +73,7 @@ export class OutgoingQueue {
    */
   requeue(messages: readonly OutgoingMessage[]): number {
     const back = messages.filter((m) =>
-      !m.retain || !this.#items.some((q) => q.retain && q.topic === m.topic)
+      !replaceable(m) || !this.#items.some((q) => replaceable(q) && q.topic === m.topic)
     );
     this.#items.unshift(...back);
     return this.#trim();
@@ -86,7 +92,7 @@ export class OutgoingQueue {
   }
 
   #removeRetained(topic: string): void {
-    const i = this.#items.findIndex((m) => m.retain && m.topic === topic);
+    const i = this.#items.findIndex((m) => replaceable(m) && m.topic === topic);
     if (i >= 0) this.#items.splice(i, 1);
   }
 
@@ -100,4 +106,8 @@ export class OutgoingQueue {
     this.#dropped += dropped;
     return dropped;
   }
+}
+
+function replaceable(m: OutgoingMessage): boolean {
+  return m.retain && m.replaceable !== false;
 }

@@ -52,3 +52,14 @@ Deno.test("OutgoingQueue.requeue() puts messages back at the front, in order", (
 Deno.test("OutgoingQueue() rejects a limit below 1", () => {
   assertThrows(() => new OutgoingQueue(0), RangeError, "Cannot make outgoing queue");
 });
+
+Deno.test("OutgoingQueue() never replaces a retained message marked replaceable: false", () => {
+  const q = new OutgoingQueue(10);
+  q.push(msg("model/a", 1, true, "training 1"));
+  q.push(msg("model/a", 1, true, "training 2"));
+  q.push({ ...msg("model/a", 1, true, "promoted"), replaceable: false });
+  q.push(msg("model/a", 1, true, "idle"));
+  assertEquals(q.requeue([{ ...msg("model/a", 1, true, "validating"), replaceable: false }]), 0);
+  // "training 2" gave way to "idle" (both replaceable); the kept steps stay, in order
+  assertEquals(drain(q), ["validating", "promoted", "idle"]);
+});

@@ -8,6 +8,8 @@
  * <prefix>/<camera>/score     one JSON message per processed frame
  * <prefix>/<camera>/map       the anomaly map as an 8-bit greyscale PNG
  * <prefix>/<camera>/event     anomaly events: start, update, end (JSON)
+ * <prefix>/<camera>/model     the retraining lifecycle (JSON, retained)
+ * <prefix>/<camera>/set/<cmd> commands in: mark, retrain, cancel, rollback
  * ```
  *
  * @module
@@ -30,6 +32,17 @@ export interface Topics {
   map(camera: string): string;
   /** `<prefix>/<camera>/event`. */
   event(camera: string): string;
+  /** `<prefix>/<camera>/model`. */
+  model(camera: string): string;
+  /** `<prefix>/<camera>/set/<command>`. */
+  command(camera: string, command: string): string;
+  /** `<prefix>/+/set/+`: the filter that the publisher subscribes to for commands. */
+  readonly commandFilter: string;
+  /**
+   * The camera and command name of a topic under {@linkcode Topics.commandFilter}, or
+   * `undefined` when the topic is not a command topic.
+   */
+  matchCommand(topic: string): { camera: string; command: string } | undefined;
 }
 
 /** Wildcards and NUL: never allowed in a published topic. */
@@ -97,5 +110,15 @@ export function topics(prefix: string = DEFAULT_PREFIX): Topics {
     score: (name) => camera(name, "score"),
     map: (name) => camera(name, "map"),
     event: (name) => camera(name, "event"),
+    model: (name) => camera(name, "model"),
+    command: (name, command) => camera(name, `set/${checkCameraName(command)}`),
+    commandFilter: `${prefix}/+/set/+`,
+    matchCommand: (topic) => {
+      if (!topic.startsWith(`${prefix}/`)) return undefined;
+      const levels = topic.slice(prefix.length + 1).split("/");
+      const [name, set, command] = levels;
+      if (levels.length !== 3 || set !== "set" || !name || !command) return undefined;
+      return { camera: name, command };
+    },
   };
 }

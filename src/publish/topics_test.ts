@@ -24,3 +24,23 @@ Deno.test("topics() rejects camera names that are not one topic level", () => {
     assertThrows(() => t.score(bad), RangeError, "Cannot publish for camera");
   }
 });
+
+Deno.test("topics() builds and matches the model and command topics", () => {
+  const t = topics("plant/efficientad");
+  assertEquals(t.model("line-1"), "plant/efficientad/line-1/model");
+  assertEquals(t.command("line-1", "mark"), "plant/efficientad/line-1/set/mark");
+  assertEquals(t.commandFilter, "plant/efficientad/+/set/+");
+  assertEquals(t.matchCommand("plant/efficientad/line-1/set/retrain"), {
+    camera: "line-1",
+    command: "retrain",
+  });
+  for (
+    const other of [
+      "plant/efficientad/line-1/score",
+      "x/line-1/set/mark",
+      "plant/efficientad/a/set/b/c",
+    ]
+  ) {
+    assertEquals(t.matchCommand(other), undefined);
+  }
+});
