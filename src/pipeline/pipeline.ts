@@ -31,6 +31,8 @@ import { MqttPublisher } from "../publish/publisher.ts";
 import { createHandler } from "../http/handler.ts";
 import { HttpServer } from "../http/server.ts";
 import { type LoadedModel, loadPipelineModel } from "./model_loader.ts";
+import { type Retraining, startRetraining } from "./retrain.ts";
+import type { Command } from "../publish/commands.ts";
 
 /** How long shutdown waits for frames in flight to reach the publisher. */
 const DRAIN_TIMEOUT_MS = 5000;
@@ -40,6 +42,8 @@ export interface PipelineStartOptions {
   readonly logger: Logger;
   /** Aborting stops the pipeline as `[Symbol.asyncDispose]()` does. */
   readonly signal?: AbortSignal;
+  /** The retraining subprocess's argv before its flags (tests pass a fake trainer). */
+  readonly trainCommand?: readonly string[];
 }
 
 /** A running pipeline. Dispose it (or abort its signal) to stop, producers first. */
@@ -127,6 +131,7 @@ export class Pipeline implements AsyncDisposable {
       stack.use(model.engine);
 
       let running: Pipeline | undefined;
+      let retraining: Retraining | undefined;
       const status = () => running?.status() ?? emptyStatus(config, model);
       const publisher = stack.use(
         new MqttPublisher({
@@ -153,6 +158,9 @@ export class Pipeline implements AsyncDisposable {
           events: mq.events,
           statsIntervalMs: mq.statsIntervalMs,
           stats: status,
+          ...(config.retrain.enabled
+            ? { onCommand: (cmd: Command) => retraining?.command(cmd) }
+            : {}),
           logger: log.child("mqtt"),
         }),
       );
@@ -186,10 +194,20 @@ export class Pipeline implements AsyncDisposable {
         threshold: config.model.threshold,
         logger: log.child("infer"),
       });
+      // The engine serving at shutdown (a promoted model replaces the first one).
+      stack.defer(() => stage.engine[Symbol.asyncDispose]());
+      retraining = await startRetraining(config, {
+        stage,
+        publisher,
+        logger: log,
+        ...(options.trainCommand ? { trainCommand: options.trainCommand } : {}),
+      });
+      if (retraining) stack.use(retraining);
       const latency = new RollingPercentiles(1000);
       const tap = new TransformStream<ScoredFrame, ScoredFrame>({
         transform(scored, controller) {
           latency.add(Date.now() - scored.frame.capturedAt);
+          retraining?.observe(scored);
           controller.enqueue(scored);
         },
       });

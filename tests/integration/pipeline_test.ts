@@ -142,8 +142,8 @@ Deno.test({
     const health2 = await fetch(`${pipeline.httpUrl}/healthz`);
     assertEquals([health2.status, await health2.text()], [200, "ok"]);
     // Bring it back: online again, scores flow again.
+    const back = sub.messages.length; // before the restart: the camera may be back at once
     await rtsp.restart();
-    const back = sub.messages.length;
     await sub.waitFor((m) => m.topic === "it/cam1/status" && json(m).state === "online", {
       from: back,
       timeoutMs: 30_000,

@@ -73,8 +73,12 @@ class AnomalibOnnxEngine implements InferenceEngine {
     };
   }
 
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.#session.release();
+  #released: Promise<void> | undefined;
+
+  /** Frees the native session; safe to call more than once. */
+  [Symbol.asyncDispose](): Promise<void> {
+    this.#released ??= this.#session.release();
+    return this.#released;
   }
 }
 
