@@ -3,13 +3,11 @@
  * against a real mosquitto and real mqtt.js clients.
  */
 import mqtt, { type MqttClient } from "mqtt";
-import { createLogger, type Logger } from "../core/log.ts";
 import { assertEquals, assertOk } from "../../tests/assert.ts";
 import { HAS_MOSQUITTO, Mosquitto } from "../../tests/support/mosquitto.ts";
 import type { Command } from "./commands.ts";
 import type { ModelMessage, ModelUpdate } from "./payloads.ts";
-import { MqttPublisher, type MqttPublisherOptions } from "./publisher.ts";
-import { deadline, type ReceivedMessage, TestSubscriber } from "./testing.ts";
+import { captureLog, deadline, payloadJson, testPublisher, TestSubscriber } from "./testing.ts";
 
 const T0 = Date.UTC(2025, 5, 1, 12, 0, 0);
 
@@ -29,27 +27,9 @@ const MODEL_KEYS = [
   "validation",
 ];
 
-function capture(): { lines: string[]; logger: Logger } {
-  const lines: string[] = [];
-  return { lines, logger: createLogger({ level: "debug", sink: (l) => lines.push(l) }) };
-}
-
-function publisher(url: string, options: Partial<MqttPublisherOptions> = {}): MqttPublisher {
-  return new MqttPublisher({
-    url,
-    reconnectMinMs: 50,
-    reconnectMaxMs: 200,
-    connectTimeoutMs: 2000,
-    statsIntervalMs: 0,
-    statusIntervalMs: 0,
-    logger: capture().logger,
-    ...options,
-  });
-}
-
-function json<T>(m: ReceivedMessage): T {
-  return JSON.parse(m.text) as T;
-}
+const capture = captureLog;
+const publisher = testPublisher;
+const json = payloadJson;
 
 /** An mqtt.js client that sends commands, as an operator's tool would. */
 async function operator(url: string): Promise<MqttClient & AsyncDisposable> {

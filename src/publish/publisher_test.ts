@@ -4,7 +4,6 @@
  */
 import { join } from "node:path";
 import type { CameraStatus } from "../core/frame.ts";
-import { createLogger, type Logger } from "../core/log.ts";
 import type { PipelineStatus } from "../core/status.ts";
 import { tensor } from "../core/tensor.ts";
 import { decodeImage } from "../image/decode.ts";
@@ -18,33 +17,22 @@ import {
 } from "../../tests/support/mosquitto.ts";
 import { decodeMapPng } from "./map_png.ts";
 import type { EventMessage, ScoreMessage, StatsMessage, StatusMessage } from "./payloads.ts";
-import { MqttPublisher, type MqttPublisherOptions } from "./publisher.ts";
-import { deadline, type ReceivedMessage, syntheticScoredFrame, TestSubscriber } from "./testing.ts";
+import { MqttPublisher } from "./publisher.ts";
+import {
+  captureLog,
+  deadline,
+  payloadJson,
+  type ReceivedMessage,
+  syntheticScoredFrame,
+  testPublisher,
+  TestSubscriber,
+} from "./testing.ts";
 
 const T0 = Date.UTC(2025, 5, 1, 12, 0, 0);
 
-function capture(): { lines: string[]; logger: Logger } {
-  const lines: string[] = [];
-  return { lines, logger: createLogger({ level: "debug", sink: (l) => lines.push(l) }) };
-}
-
-/** A publisher with test-friendly timings. */
-function publisher(url: string, options: Partial<MqttPublisherOptions> = {}): MqttPublisher {
-  return new MqttPublisher({
-    url,
-    reconnectMinMs: 50,
-    reconnectMaxMs: 200,
-    connectTimeoutMs: 2000,
-    statsIntervalMs: 0,
-    statusIntervalMs: 0,
-    logger: capture().logger,
-    ...options,
-  });
-}
-
-function json<T>(m: ReceivedMessage): T {
-  return JSON.parse(m.text) as T;
-}
+const capture = captureLog;
+const publisher = testPublisher;
+const json = payloadJson;
 
 const SCORE_KEYS = [
   "anomalous",

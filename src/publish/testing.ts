@@ -9,6 +9,8 @@ import type { Buffer } from "node:buffer";
 import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from "mqtt";
 import type { ScoredFrame } from "../core/frame.ts";
 import { type Tensor, tensor } from "../core/tensor.ts";
+import { createLogger, type Logger } from "../core/log.ts";
+import { MqttPublisher, type MqttPublisherOptions } from "./publisher.ts";
 
 /** One message a {@linkcode TestSubscriber} received. */
 export interface ReceivedMessage {
@@ -214,4 +216,32 @@ export function deadline(ms: number): { readonly signal: AbortSignal } & Disposa
     ms,
   );
   return { signal: controller.signal, [Symbol.dispose]: () => clearTimeout(timer) };
+}
+
+/** A logger that keeps its lines (debug and up), for assertions on what was logged. */
+export function captureLog(): { lines: string[]; logger: Logger } {
+  const lines: string[] = [];
+  return { lines, logger: createLogger({ level: "debug", sink: (l) => lines.push(l) }) };
+}
+
+/** A publisher with test-friendly timings (fast reconnects, no periodic messages). */
+export function testPublisher(
+  url: string,
+  options: Partial<MqttPublisherOptions> = {},
+): MqttPublisher {
+  return new MqttPublisher({
+    url,
+    reconnectMinMs: 50,
+    reconnectMaxMs: 200,
+    connectTimeoutMs: 2000,
+    statsIntervalMs: 0,
+    statusIntervalMs: 0,
+    logger: captureLog().logger,
+    ...options,
+  });
+}
+
+/** A received message's JSON payload. */
+export function payloadJson<T>(m: ReceivedMessage): T {
+  return JSON.parse(m.text) as T;
 }
