@@ -22,6 +22,7 @@
  *
  * @module
  */
+import { writeFileAtomic } from "../core/atomic_write.ts";
 import { join } from "node:path";
 import { z } from "zod";
 import { ModelFormatError } from "../core/errors.ts";
@@ -205,18 +206,6 @@ export async function readProjectModel(
   return { ...meta, stateDict: tensors };
 }
 
-/** Writes bytes to `path` through a temporary file in the same directory and a rename. */
-async function writeAtomic(path: string, bytes: Uint8Array): Promise<void> {
-  const temp = `${path}.tmp-${crypto.randomUUID()}`;
-  try {
-    await Deno.writeFile(temp, bytes);
-    await Deno.rename(temp, path);
-  } catch (e) {
-    await Deno.remove(temp).catch(() => {});
-    throw e;
-  }
-}
-
 /**
  * Saves a model as a project model directory, creating the directory when needed. Each
  * file is written to a temporary name and renamed, so a reader never sees a partial file;
@@ -246,8 +235,8 @@ export async function writeProjectModel(dir: string, model: EfficientAdModel): P
   }
   const weights = encodeSafetensors(tensors, { metadata: { format: PROJECT_FORMAT } });
   await Deno.mkdir(dir, { recursive: true });
-  await writeAtomic(join(dir, WEIGHTS_FILE), weights);
-  await writeAtomic(
+  await writeFileAtomic(join(dir, WEIGHTS_FILE), weights);
+  await writeFileAtomic(
     join(dir, MODEL_JSON),
     new TextEncoder().encode(JSON.stringify(json, null, 2) + "\n"),
   );

@@ -14,6 +14,7 @@
  *
  * @module
  */
+import { writeFileAtomic } from "../core/atomic_write.ts";
 import { join } from "node:path";
 import { InputError } from "../core/errors.ts";
 import type { Tensor } from "../core/tensor.ts";
@@ -82,17 +83,6 @@ interface CheckpointJson {
   created_at: string;
 }
 
-async function writeAtomic(path: string, bytes: Uint8Array): Promise<void> {
-  const temp = `${path}.tmp-${crypto.randomUUID()}`;
-  try {
-    await Deno.writeFile(temp, bytes);
-    await Deno.rename(temp, path);
-  } catch (e) {
-    await Deno.remove(temp).catch(() => {});
-    throw e;
-  }
-}
-
 function normTensor(values: Float32Array): Tensor {
   return { shape: [1, values.length, 1, 1], data: values };
 }
@@ -114,7 +104,7 @@ export async function writeCheckpoint(dir: string, ckpt: TrainCheckpoint): Promi
   }
   const weights = `state-${String(ckpt.loop.step).padStart(8, "0")}.safetensors`;
   await Deno.mkdir(dir, { recursive: true });
-  await writeAtomic(
+  await writeFileAtomic(
     join(dir, weights),
     encodeSafetensors(tensors, { metadata: { format: CHECKPOINT_FORMAT } }),
   );
@@ -133,7 +123,7 @@ export async function writeCheckpoint(dir: string, ckpt: TrainCheckpoint): Promi
     ...(ckpt.losses ? { losses: ckpt.losses } : {}),
     created_at: new Date().toISOString(),
   };
-  await writeAtomic(
+  await writeFileAtomic(
     join(dir, CHECKPOINT_JSON),
     new TextEncoder().encode(JSON.stringify(json, null, 2) + "\n"),
   );
