@@ -11,6 +11,11 @@
  *   is full the next batch waits before running. The publisher must not block (it keeps
  *   its own bounded queue and counts its drops), so in practice this edge does not stall.
  *
+ * **Several models.** Cameras can be routed to their own model (`routes`: camera -> key, and
+ * {@linkcode InferenceStage.setModel} with that key): a batch is split by model, each part
+ * runs on its engine, and the scored frames come out in the batch's order. A camera whose
+ * key has no model yet is scored by the default model.
+ *
  * A batch whose engine run fails (throws) is dropped and counted, and the stage carries on;
  * each distinct error is logged on its 1st, 10th, 100th... occurrence, with its count.
  *
@@ -55,6 +60,8 @@ export interface InferenceStageOptions {
   readonly outputHighWaterMark?: number;
   /** Epoch milliseconds for `scoredAt`. Default `Date.now`. */
   readonly now?: () => number;
+  /** Camera -> model key, for cameras served by their own model (see `setModel`). */
+  readonly routes?: ReadonlyMap<string, string>;
 }
 
 /** One distinct engine error and how often it happened. */
@@ -81,8 +88,10 @@ export interface InferenceStats {
   readonly batchMs: PercentileSnapshot;
   /** Distinct failures, oldest first; past 32 distinct messages, new ones count as `(other errors)`. */
   readonly errors: readonly StageError[];
-  /** The model version the next batch will use. */
+  /** The default model's version (the one the next batch uses for unrouted cameras). */
   readonly modelVersion: string;
+  /** Model key -> the version serving that key's cameras. */
+  readonly models: Readonly<Record<string, string>>;
   /** How many times `setModel()` swapped the model. */
   readonly swaps: number;
 }
@@ -110,6 +119,8 @@ export class InferenceStage implements ReadableWritablePair<ScoredFrame, Frame[]
   /** Batches of frames (RGB24 at the model's input size). */
   readonly writable: WritableStream<Frame[]>;
   #slot: Slot;
+  #keyed = new Map<string, Slot>();
+  #routes: ReadonlyMap<string, string>;
   #policy: ThresholdPolicy;
   #logger: Logger | undefined;
   #now: () => number;
@@ -138,6 +149,7 @@ export class InferenceStage implements ReadableWritablePair<ScoredFrame, Frame[]
       );
     }
     this.#slot = { engine: options.engine, model: options.model };
+    this.#routes = options.routes ?? new Map();
     this.#policy = options.threshold ?? { policy: "model" };
     this.#logger = options.logger;
     this.#now = options.now ?? Date.now;
@@ -159,29 +171,62 @@ export class InferenceStage implements ReadableWritablePair<ScoredFrame, Frame[]
     return this.#slot.model;
   }
 
-  /** The engine the next batch will use. */
+  /** The default engine (unrouted cameras). */
   get engine(): InferenceEngine {
     return this.#slot.engine;
   }
 
+  /** Every engine the stage holds (default and keyed), each once. */
+  get engines(): InferenceEngine[] {
+    return [...new Set([this.#slot.engine, ...[...this.#keyed.values()].map((s) => s.engine)])];
+  }
+
+  /** The model that scores `camera`'s frames. */
+  modelFor(camera: string): ModelInfo {
+    return this.#slotFor(camera).model;
+  }
+
+  /** Whether `key` has a model of its own. */
+  hasModel(key: string): boolean {
+    return this.#keyed.has(key);
+  }
+
   /**
-   * Swaps the engine and model atomically: the batch in flight (if any) finishes with the
-   * old ones, every later batch uses the new ones.
+   * Swaps the engine and model atomically, of `key`'s cameras (see `routes`) or, without a
+   * key, the default one: the batch in flight (if any) finishes with the old ones, every
+   * later batch uses the new ones.
    *
-   * @returns the previous engine, once no batch is using it, so that the caller can
-   * dispose it (unless it is the same engine).
+   * @returns the previous engine of that key (none the first time a key gets a model), once
+   * no batch is using it, so that the caller can dispose it (unless it is the same engine).
    */
-  async setModel(engine: InferenceEngine, model: ModelInfo): Promise<InferenceEngine> {
-    const previous = this.#slot;
-    this.#slot = { engine, model };
+  setModel(engine: InferenceEngine, model: ModelInfo): Promise<InferenceEngine>;
+  setModel(
+    engine: InferenceEngine,
+    model: ModelInfo,
+    key: string,
+  ): Promise<InferenceEngine | undefined>;
+  async setModel(
+    engine: InferenceEngine,
+    model: ModelInfo,
+    key?: string,
+  ): Promise<InferenceEngine | undefined> {
+    let previous: Slot | undefined;
+    if (key === undefined) {
+      previous = this.#slot;
+      this.#slot = { engine, model };
+    } else {
+      previous = this.#keyed.get(key);
+      this.#keyed.set(key, { engine, model });
+    }
     this.#swaps++;
     this.#logger?.info("model swapped", {
-      from: previous.model.version,
+      ...(key !== undefined ? { key } : {}),
+      from: previous?.model.version ?? "(none)",
       to: model.version,
       engine: engine.description,
     });
     await this.#inFlight;
-    return previous.engine;
+    return previous?.engine;
   }
 
   /** Counters, latency percentiles and failures. */
@@ -195,6 +240,7 @@ export class InferenceStage implements ReadableWritablePair<ScoredFrame, Frame[]
       batchMs: this.#latency.snapshot(),
       errors: [...this.#errors].map(([message, count]) => ({ message, count })),
       modelVersion: this.#slot.model.version,
+      models: Object.fromEntries([...this.#keyed].map(([k, v]) => [k, v.model.version])),
       swaps: this.#swaps,
     };
   }
@@ -204,26 +250,47 @@ export class InferenceStage implements ReadableWritablePair<ScoredFrame, Frame[]
     controller: TransformStreamDefaultController<ScoredFrame>,
   ): Promise<void> {
     if (frames.length === 0) return;
-    const slot = this.#slot;
+    // Split by model (almost always one part); each part keeps its frames' batch indices.
+    const parts = new Map<Slot, number[]>();
+    for (let i = 0; i < frames.length; i++) {
+      const slot = this.#slotFor(frames[i]!.camera);
+      const part = parts.get(slot);
+      if (part) part.push(i);
+      else parts.set(slot, [i]);
+    }
     const { promise, resolve } = Promise.withResolvers<void>();
     this.#inFlight = promise;
     try {
-      const batch = framesToTensor(frames);
-      const t0 = performance.now();
-      const out = await slot.engine.run(batch, { signal: this.#abort.signal });
-      const ms = performance.now() - t0;
-      const scored = this.#score(frames, out, slot, ms);
-      this.#batches++;
-      this.#frames += frames.length;
-      this.#latency.add(ms);
-      for (const s of scored) controller.enqueue(s);
-    } catch (e) {
-      if (this.#abort.signal.aborted) throw e;
-      this.#fail(e, frames.length);
+      const scored: (ScoredFrame | undefined)[] = new Array(frames.length);
+      let ran = false;
+      for (const [slot, indices] of parts) {
+        const part = indices.map((i) => frames[i]!);
+        try {
+          const batch = framesToTensor(part);
+          const t0 = performance.now();
+          const out = await slot.engine.run(batch, { signal: this.#abort.signal });
+          const ms = performance.now() - t0;
+          const result = this.#score(part, out, slot, ms);
+          indices.forEach((at, j) => scored[at] = result[j]);
+          this.#frames += part.length;
+          this.#latency.add(ms);
+          ran = true;
+        } catch (e) {
+          if (this.#abort.signal.aborted) throw e;
+          this.#fail(e, part.length);
+        }
+      }
+      if (ran) this.#batches++;
+      for (const s of scored) if (s !== undefined) controller.enqueue(s);
     } finally {
       this.#inFlight = undefined;
       resolve();
     }
+  }
+
+  #slotFor(camera: string): Slot {
+    const key = this.#routes.get(camera);
+    return (key !== undefined ? this.#keyed.get(key) : undefined) ?? this.#slot;
   }
 
   #score(frames: Frame[], out: InferenceOutput, slot: Slot, ms: number): ScoredFrame[] {

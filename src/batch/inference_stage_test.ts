@@ -181,6 +181,48 @@ Deno.test("InferenceStage() setModel() swaps from the next batch and hands back 
   assertEquals([old.calls, next.calls, stage.stats().swaps], [1, 1, 1]);
 });
 
+Deno.test("InferenceStage() routes cameras to their own model and keeps the batch order", async () => {
+  const shared = new FakeEngine("shared");
+  const lineA = new FakeEngine("line-a");
+  const stage = new InferenceStage({
+    engine: shared,
+    model: { version: "default@1" },
+    routes: new Map([["a", "line-a"], ["c", "line-c"]]),
+  });
+  // "c"'s key has no model yet: the default model scores it.
+  assertEquals(stage.hasModel("line-a"), false);
+  assertEquals(await stage.setModel(lineA, { version: "a@1" }, "line-a"), undefined);
+  assertEquals([stage.hasModel("line-a"), stage.modelFor("a").version], [true, "a@1"]);
+  const batch = [frame("a", 0, 10), frame("b", 0, 20), frame("a", 1, 30), frame("c", 0, 40)];
+  const out = await run(stage, [batch]);
+  assertEquals(ids(out), ["a0", "b0", "a1", "c0"]);
+  assertEquals(out.map((s) => s.modelVersion), ["a@1", "default@1", "a@1", "default@1"]);
+  assertEquals(out.map((s) => s.batchSize), [2, 2, 2, 2]);
+  assertEquals([shared.calls, lineA.calls], [1, 1]);
+  assertEquals(stage.stats().models, { "line-a": "a@1" });
+  assertEquals(stage.stats().batches, 1);
+  assertEquals(stage.engines.map((e) => e.description), ["shared", "line-a"]);
+  const next = new FakeEngine("line-a-2");
+  assertEquals(await stage.setModel(next, { version: "a@2" }, "line-a"), lineA);
+});
+
+Deno.test("InferenceStage() drops only the part of a batch whose model fails", async () => {
+  const shared = new FakeEngine("shared");
+  const broken = new FakeEngine("broken");
+  broken.fail = new Error("engine exploded");
+  const stage = new InferenceStage({
+    engine: shared,
+    model: { version: "default@1" },
+    routes: new Map([["a", "k"]]),
+    logger: createLogger({ sink: () => {} }),
+  });
+  await stage.setModel(broken, { version: "k@1" }, "k");
+  const out = await run(stage, [[frame("a", 0), frame("b", 0), frame("a", 1)]]);
+  assertEquals(ids(out), ["b0"]);
+  const stats = stage.stats();
+  assertEquals([stats.failedBatches, stats.droppedFrames, stats.frames], [1, 2, 1]);
+});
+
 Deno.test("InferenceStage() pulls the next batch from a Batcher only when the engine is ready", async () => {
   const engine = new FakeEngine();
   let release!: () => void;

@@ -26,6 +26,11 @@ export interface PipelineStatus {
     readonly engine: string;
     /** True while the service runs a built-in untrained model. */
     readonly untrained: boolean;
+    /**
+     * Per camera, the model version that scores its frames (a retrained model of its store
+     * key, or `version`), or `learning` while its key learns its first model.
+     */
+    readonly cameras?: Readonly<Record<string, string>>;
   };
   readonly cameras: readonly CameraStatus[];
   readonly inference: {
@@ -37,6 +42,8 @@ export interface PipelineStatus {
     /** Capture to publish, per frame. */
     readonly captureToPublishMs: Percentiles;
   };
+  /** On-device retraining, one entry per store key; absent when retraining is off. */
+  readonly retrain?: readonly RetrainStatus[];
   readonly mqtt: {
     readonly url: string;
     readonly embedded: boolean;
@@ -45,4 +52,47 @@ export interface PipelineStatus {
     readonly published: number;
     readonly dropped: number;
   };
+}
+
+/** One store key's retraining (a camera, or cameras sharing a model), in `/status`. */
+export interface RetrainStatus {
+  readonly key: string;
+  readonly cameras: readonly string[];
+  /**
+   * The lifecycle state of the last event: `collecting`, `training`, `validating`,
+   * `promoted`, `refused`, `rolled_back`, `failed` or `idle` (see docs/mqtt.md, model).
+   */
+  readonly state: string;
+  /** True while the key has no model yet: its cameras are not inspected, they learn. */
+  readonly learning: boolean;
+  /** The registry's serving version, or null before the first model. */
+  readonly servingVersion: string | null;
+  /** The rollback target, or null. */
+  readonly previousVersion: string | null;
+  /** Why the current or last training started, in words. */
+  readonly reason: string | null;
+  /** While collecting frames for a training: how many of how many. */
+  readonly collecting: { readonly frames: number; readonly needed: number } | null;
+  /** While training: the trainer's last progress. */
+  readonly training: {
+    readonly step: number;
+    readonly total: number;
+    readonly loss: number | null;
+  } | null;
+  /** When the next timed trigger is due (epoch ms), or null. */
+  readonly nextDueAt: number | null;
+  /** The drift factor's baseline (median raw normal score), once known. */
+  readonly driftBaseline: number | null;
+  /** Trainings started and failed since start. */
+  readonly runs: number;
+  readonly failures: number;
+  /** The frame store: frames kept, bytes, failed writes and the last write error. */
+  readonly store: {
+    readonly frames: number;
+    readonly bytes: number;
+    readonly writeErrors: number;
+    readonly lastError: string | null;
+  };
+  /** Epoch ms of the last lifecycle event. */
+  readonly updatedAt: number | null;
 }

@@ -1,7 +1,11 @@
 /**
  * The one place that wires the stages together (README: "life of a frame"):
  *
- * cameras (ffmpeg) -> batcher -> inference -> latency tap -> MQTT publisher
+ * cameras (ffmpeg) -> batcher -> learning filter -> inference -> latency tap -> MQTT publisher
+ *
+ * With retraining on, the learning filter takes the frames of cameras whose store key is
+ * still learning its first model (they go to retraining, not to inference), and the tap
+ * hands every scored frame to retraining.
  *
  * Start order: broker (embedded when no URL is configured), model and engine, publisher,
  * HTTP, batcher and inference, cameras last. Shutdown runs in reverse, producers first, so
@@ -14,7 +18,7 @@
  *
  * @module
  */
-import type { CameraStatus, ScoredFrame } from "../core/frame.ts";
+import type { CameraStatus, Frame, ScoredFrame } from "../core/frame.ts";
 import type { Logger } from "../core/log.ts";
 import { RollingPercentiles } from "../core/percentiles.ts";
 import { redact } from "../core/redact.ts";
@@ -60,6 +64,7 @@ export class Pipeline implements AsyncDisposable {
   #publisher: MqttPublisher;
   #broker: EmbeddedBroker | undefined;
   #http: HttpServer | undefined;
+  #retraining: Retraining | undefined;
   #latency = new RollingPercentiles(1000);
   #disposed: Promise<void> | undefined;
 
@@ -74,7 +79,9 @@ export class Pipeline implements AsyncDisposable {
     broker: EmbeddedBroker | undefined;
     http: HttpServer | undefined;
     done: Promise<void>;
+    retraining: Retraining | undefined;
   }) {
+    this.#retraining = parts.retraining;
     this.config = parts.config;
     this.#stack = parts.stack;
     this.#model = parts.model;
@@ -130,9 +137,9 @@ export class Pipeline implements AsyncDisposable {
       const model = await loadPipelineModel(config.model, log.child("model"));
       stack.use(model.engine);
 
-      let running: Pipeline | undefined;
-      let retraining: Retraining | undefined;
-      const status = () => running?.status() ?? emptyStatus(config, model);
+      // Filled in below; the publisher's and HTTP server's callbacks read them later.
+      const late: { running?: Pipeline; retraining?: Retraining | undefined } = {};
+      const status = () => late.running?.status() ?? emptyStatus(config, model);
       const publisher = stack.use(
         new MqttPublisher({
           url: broker?.url ?? mq.url,
@@ -159,7 +166,7 @@ export class Pipeline implements AsyncDisposable {
           statsIntervalMs: mq.statsIntervalMs,
           stats: status,
           ...(config.retrain.enabled
-            ? { onCommand: (cmd: Command) => retraining?.command(cmd) }
+            ? { onCommand: (cmd: Command) => late.retraining?.command(cmd) }
             : {}),
           logger: log.child("mqtt"),
         }),
@@ -185,8 +192,13 @@ export class Pipeline implements AsyncDisposable {
         cameras: cameras.map((c) => c.name),
         logger: log.child("batch"),
       });
+      const routes = new Map<string, string>();
+      if (config.retrain.enabled) {
+        for (const r of config.retrain.cameras) if (r.enabled) routes.set(r.camera, r.storeKey);
+      }
       const stage = new InferenceStage({
         engine: model.engine,
+        routes,
         model: {
           version: model.version,
           ...(model.thresholds ? { thresholds: model.thresholds } : {}),
@@ -194,15 +206,35 @@ export class Pipeline implements AsyncDisposable {
         threshold: config.model.threshold,
         logger: log.child("infer"),
       });
-      // The engine serving at shutdown (a promoted model replaces the first one).
-      stack.defer(() => stage.engine[Symbol.asyncDispose]());
-      retraining = await startRetraining(config, {
+      // The engines serving at shutdown (promoted models replace or join the first one).
+      stack.defer(async () => {
+        for (const engine of stage.engines) await engine[Symbol.asyncDispose]();
+      });
+      const artifact = model.artifact;
+      const retraining = await startRetraining(config, {
         stage,
         publisher,
         logger: log,
+        untrained: model.untrained,
+        ...(artifact.kind === "efficientad" && !model.untrained && config.model.path !== null
+          ? { seed: { model: artifact.model, path: config.model.path } }
+          : {}),
         ...(options.trainCommand ? { trainCommand: options.trainCommand } : {}),
       });
       if (retraining) stack.use(retraining);
+      late.retraining = retraining;
+      const learner = retraining;
+      const learning = new TransformStream<Frame[], Frame[]>({
+        transform(frames, controller) {
+          if (learner === undefined) return controller.enqueue(frames);
+          const inspect: Frame[] = [];
+          for (const f of frames) {
+            if (learner.learning(f.camera)) learner.collect(f);
+            else inspect.push(f);
+          }
+          if (inspect.length > 0) controller.enqueue(inspect);
+        },
+      });
       const latency = new RollingPercentiles(1000);
       const tap = new TransformStream<ScoredFrame, ScoredFrame>({
         transform(scored, controller) {
@@ -211,9 +243,10 @@ export class Pipeline implements AsyncDisposable {
           controller.enqueue(scored);
         },
       });
-      const done = batcher.readable.pipeThrough(stage).pipeThrough(tap).pipeTo(
-        publisher.writable,
-      );
+      const done = batcher.readable.pipeThrough(learning).pipeThrough(stage).pipeThrough(tap)
+        .pipeTo(
+          publisher.writable,
+        );
       // Drain after the producers stop (disposed before this, in reverse order).
       stack.defer(async () => {
         let timer: ReturnType<typeof setTimeout> | undefined;
@@ -259,7 +292,7 @@ export class Pipeline implements AsyncDisposable {
         });
         started.push(camera);
       }
-      running = new Pipeline({
+      const running = new Pipeline({
         config,
         stack: stack.move(),
         model,
@@ -270,9 +303,11 @@ export class Pipeline implements AsyncDisposable {
         broker,
         http,
         done,
+        retraining,
       });
+      late.running = running;
       running.#latency = latency;
-      options.signal?.addEventListener("abort", () => void running?.[Symbol.asyncDispose](), {
+      options.signal?.addEventListener("abort", () => void running[Symbol.asyncDispose](), {
         once: true,
       });
       log.info("pipeline running", {
@@ -301,6 +336,14 @@ export class Pipeline implements AsyncDisposable {
         source: this.#model.source,
         engine: this.#stage.engine.description,
         untrained: this.#model.untrained,
+        cameras: Object.fromEntries(
+          this.#cameras.map((cam) => [
+            cam.name,
+            this.#retraining?.learning(cam.name)
+              ? "learning"
+              : this.#stage.modelFor(cam.name).version,
+          ]),
+        ),
       },
       cameras: this.#cameras.map((cam) => {
         const s: CameraStatus = cam.status();
@@ -314,6 +357,7 @@ export class Pipeline implements AsyncDisposable {
         batchMs: inf.batchMs,
         captureToPublishMs: this.#latency.snapshot(),
       },
+      ...(this.#retraining ? { retrain: this.#retraining.status() } : {}),
       mqtt: {
         url: redact(this.mqttUrl, this.config.secrets),
         embedded: this.#broker !== undefined,

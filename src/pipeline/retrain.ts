@@ -1,28 +1,44 @@
 /**
- * Wires on-device retraining into the pipeline: one {@linkcode RetrainCoordinator} for the
- * cameras that retrain, fed with every scored frame, driven by MQTT commands, publishing
- * its lifecycle on `<prefix>/<camera>/model`, and swapping promoted models into the
- * inference stage between batches.
+ * Wires on-device retraining into the pipeline: one {@linkcode RetrainCoordinator} per store
+ * key (a camera, or the cameras that share a `store_key` and so one model), fed with every
+ * scored frame, driven by MQTT commands, publishing its lifecycle on
+ * `<prefix>/<camera>/model`, and swapping promoted models into the inference stage between
+ * batches (each key's cameras are routed to the key's model).
  *
- * This version serves one model for all cameras (one inference stage), so the cameras that
- * retrain must share one store key.
+ * - **Learning.** A key with no model in its registry, in a pipeline that serves the
+ *   built-in untrained model, learns first: its cameras' frames skip inference (the
+ *   untrained model's scores would mean nothing, and the CPU is the trainer's) and go to
+ *   the coordinator, which collects `bootstrap.frames`, trains and promotes. The cameras are
+ *   inspected from the first promotion on.
+ * - **Seeding.** With a trained `model.path` (an anomalib `.pth` or a project model), an
+ *   empty registry starts with that model as its first version, so that it is the baseline
+ *   candidates are validated against and the target of a rollback.
+ * - **One training at a time** for the whole service (a shared {@linkcode TrainingGate}).
+ * - Registry directories live under `<retrain.store.dir>/<key>/` (`frames/`, `models/`,
+ *   `work/`).
  *
  * @module
  */
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { ScoredFrame } from "../core/frame.ts";
+import type { Frame, ScoredFrame } from "../core/frame.ts";
 import type { Logger } from "../core/log.ts";
+import type { RetrainStatus } from "../core/status.ts";
 import type { ResolvedPipeline } from "../config/mod.ts";
 import type { InferenceStage } from "../batch/inference_stage.ts";
 import type { MqttPublisher } from "../publish/publisher.ts";
 import type { Command } from "../publish/commands.ts";
 import type { ModelUpdate } from "../publish/payloads.ts";
+import type { InferenceEngine } from "../infer/engine.ts";
+import type { EfficientAdModel, Thresholds } from "../model/model.ts";
+import { writeProjectModel } from "../model/project_format.ts";
 import { FrameStore } from "../retrain/frame_store.ts";
 import { ModelRegistry } from "../retrain/registry.ts";
 import { RetrainCoordinator, type RetrainEvent } from "../retrain/coordinator.ts";
+import { TrainingGate } from "../retrain/scheduler.ts";
 import { defaultTrainCommand } from "../retrain/train_process.ts";
-import { createOnnxEngine } from "../infer/onnx/engine.ts";
+import { registryFailpoint } from "../retrain/failpoint.ts";
+import { createEngine } from "../infer/create.ts";
 
 /** The project root: the trainer subprocess runs `main.ts train` from there. */
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -32,32 +48,52 @@ export interface RetrainWiring {
   readonly stage: InferenceStage;
   readonly publisher: MqttPublisher;
   readonly logger: Logger;
+  /** The model `model.path` names, when it is a trained EfficientAD model (for seeding). */
+  readonly seed?: { readonly model: EfficientAdModel; readonly path: string };
+  /** Whether the pipeline's own model is the built-in untrained one (keys then learn). */
+  readonly untrained: boolean;
   /** The trainer's argv before its flags (tests pass a fake trainer). */
   readonly trainCommand?: readonly string[];
 }
 
 /** The running retraining of a pipeline. */
 export interface Retraining extends AsyncDisposable {
-  readonly key: string;
-  readonly cameras: readonly string[];
+  /** The store keys, in file order. */
+  readonly keys: readonly string[];
+  /** Takes a scored frame (ignored for cameras that do not retrain). */
   observe(scored: ScoredFrame): void;
+  /**
+   * Whether `camera`'s key is still learning its first model: its frames go to
+   * {@linkcode Retraining.collect} instead of inference.
+   */
+  learning(camera: string): boolean;
+  /** Takes a frame of a learning camera. */
+  collect(frame: Frame): void;
+  /** Carries out an MQTT command for its camera's key. */
   command(command: Command): void;
-  /** Whether the cameras are still learning their first model. */
-  readonly bootstrapping: boolean;
+  /** Per key, for `/status`. */
+  status(): RetrainStatus[];
 }
 
 function toUpdate(e: RetrainEvent): ModelUpdate {
-  const state = e.state === "collecting" || e.state === "training" || e.state === "validating" ||
-      e.state === "promoted" || e.state === "refused" || e.state === "rolled_back" ||
-      e.state === "failed" || e.state === "idle"
-    ? e.state
-    : "idle";
   const v = e.validation;
+  const decided = e.state === "promoted" || e.state === "refused" || e.state === "rolled_back" ||
+    e.state === "failed" || (e.state === "idle" && e.cancelled === true);
+  // The candidate: trained, validated or just decided on (a promoted one now serves).
+  const candidate = e.state === "validating" || e.state === "refused" ||
+      (e.state === "failed" && e.version !== undefined)
+    ? e.version
+    : undefined;
+  const serving = e.state === "promoted" || e.state === "rolled_back" ? e.version : e.serving;
   return {
-    state,
+    state: e.state,
     at: e.at,
-    ...(e.version !== undefined ? { modelVersion: e.version } : {}),
-    ...(e.reason !== undefined ? { triggerReason: e.reason, decisionReason: e.reason } : {}),
+    ...(serving !== undefined ? { modelVersion: serving } : {}),
+    ...(candidate !== undefined ? { candidateVersion: candidate } : {}),
+    ...(e.trigger !== undefined ? { trigger: e.trigger } : {}),
+    ...(e.reason !== undefined && !decided ? { triggerReason: e.reason } : {}),
+    ...(e.reason !== undefined && decided ? { decisionReason: e.reason } : {}),
+    ...(e.storeError !== undefined ? { storeError: e.storeError } : {}),
     ...(e.collected !== undefined && e.needed !== undefined
       ? { collecting: { frames: e.collected, needed: e.needed } }
       : {}),
@@ -67,6 +103,7 @@ function toUpdate(e: RetrainEvent): ModelUpdate {
           step: e.progress.step,
           total: e.progress.total,
           ...(e.progress.loss !== undefined ? { loss: e.progress.loss } : {}),
+          ...(etaMs(e.progress.eta) !== undefined ? { etaMs: etaMs(e.progress.eta)! } : {}),
         },
       }
       : {}),
@@ -75,37 +112,37 @@ function toUpdate(e: RetrainEvent): ModelUpdate {
         validation: {
           normalFrames: v.candidate.normalFrames,
           anomalousFrames: v.candidate.anomalousFrames,
-          candidate: {
-            flaggedShare: v.candidate.flaggedFraction,
-            medianNormalizedScore: v.candidate.medianNormalized,
-            ...(v.candidate.detectedFraction !== undefined
-              ? { detectedShare: v.candidate.detectedFraction }
-              : {}),
-            ...(v.candidate.auroc !== undefined ? { auroc: v.candidate.auroc } : {}),
-          },
-          ...(v.current
-            ? {
-              current: {
-                flaggedShare: v.current.flaggedFraction,
-                medianNormalizedScore: v.current.medianNormalized,
-                ...(v.current.detectedFraction !== undefined
-                  ? { detectedShare: v.current.detectedFraction }
-                  : {}),
-                ...(v.current.auroc !== undefined ? { auroc: v.current.auroc } : {}),
-              },
-            }
-            : {}),
+          candidate: figures(v.candidate),
+          ...(v.current ? { current: figures(v.current) } : {}),
         },
       }
       : {}),
   };
 }
 
+/** `"7m34s"`, `"1h02m"`, `"12s"` as milliseconds. */
+function etaMs(eta: string | undefined): number | undefined {
+  const m = eta === undefined ? null : /^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/.exec(eta);
+  if (m === null || eta === "") return undefined;
+  return ((Number(m[1] ?? 0) * 60 + Number(m[2] ?? 0)) * 60 + Number(m[3] ?? 0)) * 1000;
+}
+
+function figures(f: NonNullable<RetrainEvent["validation"]>["candidate"]) {
+  return {
+    flaggedShare: f.flaggedFraction,
+    medianNormalizedScore: f.medianNormalized,
+    ...(f.detectedFraction !== undefined ? { detectedShare: f.detectedFraction } : {}),
+    ...(f.auroc !== undefined ? { auroc: f.auroc } : {}),
+  };
+}
+
 /**
- * Starts retraining for the pipeline's retraining cameras, or returns undefined when
- * retraining is off or no camera retrains.
+ * Starts retraining for the pipeline's retraining cameras, one coordinator per store key, or
+ * returns undefined when retraining is off or no camera retrains. Each key that has a model
+ * in its registry (from an earlier run) serves it at once.
  *
- * @throws {RangeError} when the retraining cameras use more than one store key.
+ * @throws {RangeError} when `retrain.training.image_size` differs from the serving model's
+ * input size (frames are decoded at that size); the registries' and stores' errors.
  */
 export async function startRetraining(
   config: ResolvedPipeline,
@@ -116,120 +153,62 @@ export async function startRetraining(
   const enabled = new Set(config.cameras.filter((c) => c.enabled).map((c) => c.name));
   const members = r.cameras.filter((c) => c.enabled && enabled.has(c.camera));
   if (members.length === 0) return undefined;
-  const keys = [...new Set(members.map((c) => c.storeKey))];
-  if (keys.length > 1) {
+  const [height, width] = wiring.stage.engine.inputSize;
+  const t = r.training;
+  if (t.imageSize !== null && (t.imageSize[0] !== height || t.imageSize[1] !== width)) {
     throw new RangeError(
-      `Cannot start retraining: cameras use store keys ${keys.join(", ")}, but this version ` +
-        "serves one model for all cameras; give the retraining cameras one store_key",
+      `Cannot start retraining: retrain.training.image_size ${t.imageSize[0]}x${
+        t.imageSize[1]
+      } differs from the serving model's input size ${height}x${width} (cameras are decoded ` +
+        "at that size); remove image_size or make them equal",
     );
   }
-  const key = keys[0]!;
-  const cameras = members.map((c) => c.camera);
-  const log = wiring.logger.child(`retrain ${key}`);
-  const base = join(r.store.dir, key);
+  const byKey = new Map<string, string[]>();
+  for (const m of members) byKey.set(m.storeKey, [...(byKey.get(m.storeKey) ?? []), m.camera]);
+  const gate = new TrainingGate();
+  const failpoint = registryFailpoint();
   const stack = new AsyncDisposableStack();
+  const keys = new Map<string, Key>();
   try {
-    const store = await FrameStore.open(join(base, "frames"), {
-      maxFrames: r.store.maxFrames,
-      maxOperatorFrames: r.store.maxOperatorFrames,
-      maxBytes: r.store.maxBytes,
-      logger: log,
-    });
-    stack.defer(() => store.close());
-    const registry = await ModelRegistry.open(join(base, "models"), {
-      keep: r.promotion.keep,
-      logger: log,
-    });
-    const t = r.training;
-    const extraArgs = [
-      "--engine",
-      t.engine,
-      ...(t.teacher !== null ? ["--teacher", t.teacher] : []),
-      ...(t.penaltyImages !== null ? ["--penalty-images", t.penaltyImages] : []),
-      ...(t.imageSize !== null ? ["--image-size", `${t.imageSize[0]}x${t.imageSize[1]}`] : []),
-    ];
-    const publishAll = (e: RetrainEvent) => {
-      for (const camera of cameras) wiring.publisher.publishModel(camera, toUpdate(e));
-    };
-    const coordinator = new RetrainCoordinator({
-      key,
-      store,
-      registry,
-      workDir: join(base, "work"),
-      selector: {
-        quantile: r.store.quantile,
-        minIntervalMs: r.store.minIntervalMs,
-        eventGuardMs: r.store.eventGuardMs,
-        duplicateThreshold: r.store.duplicateThreshold,
-      },
-      triggers: {
-        ...(r.triggers.intervalMs !== null ? { interval: r.triggers.intervalMs } : {}),
-        dailyAt: r.triggers.dailyAt,
-        timeZone: r.triggers.timeZone,
-        ...(r.triggers.minNewFrames !== null ? { minNewFrames: r.triggers.minNewFrames } : {}),
-        ...(r.triggers.drift !== null
-          ? {
-            drift: {
-              window: r.triggers.drift.window,
-              ...(r.triggers.drift.bound !== null ? { bound: r.triggers.drift.bound } : {}),
-              ...(r.triggers.drift.factor !== null ? { factor: r.triggers.drift.factor } : {}),
-            },
-          }
-          : {}),
-        cooldown: r.triggers.cooldownMs,
-      },
-      train: {
-        steps: t.steps,
-        extraArgs,
-        command: wiring.trainCommand ?? defaultTrainCommand(),
-        cwd: ROOT,
-      },
-      bootstrapFrames: r.bootstrap.frames,
-      margins: r.promotion.margins,
-      swap: async (engine, model) => {
-        const old = await wiring.stage.setModel(engine, model);
-        log.info("serving the promoted model", { version: model.version });
-        await old[Symbol.asyncDispose]();
-      },
-      publish: publishAll,
-      logger: log,
-    });
-    stack.use(coordinator);
-    // A model promoted in an earlier run serves again after a restart.
-    const current = await registry.current();
-    if (current !== undefined) {
-      const engine = await createOnnxEngine(current.model, { logger: log });
-      const old = await wiring.stage.setModel(engine, {
-        version: current.id,
-        ...(current.model.thresholds ? { thresholds: current.model.thresholds } : {}),
-      });
-      await old[Symbol.asyncDispose]();
-      log.info("serving the registry's current model", { version: current.id });
-    } else {
-      log.info("no model learned yet: collecting normal frames first", {
-        frames: r.bootstrap.frames,
-        cameras: cameras.join(","),
-      });
+    for (const [key, cameras] of byKey) {
+      keys.set(
+        key,
+        await startKey(key, cameras, config, wiring, { gate, failpoint, stack, height, width }),
+      );
     }
     const moved = stack.move();
-    const members_ = new Set(cameras);
+    const keyOf = new Map<string, Key>();
+    for (const k of keys.values()) for (const c of k.cameras) keyOf.set(c, k);
     return {
-      key,
-      cameras,
-      get bootstrapping() {
-        return coordinator.bootstrapping;
-      },
+      keys: [...keys.keys()],
       observe(scored) {
-        if (members_.has(scored.frame.camera)) coordinator.observe(scored);
+        keyOf.get(scored.frame.camera)?.coordinator.observe(scored);
+      },
+      learning(camera) {
+        const k = keyOf.get(camera);
+        return k !== undefined && wiring.untrained && k.coordinator.bootstrapping;
+      },
+      collect(frame) {
+        keyOf.get(frame.camera)?.coordinator.collect(frame);
       },
       command(cmd) {
-        if (!members_.has(cmd.camera)) return;
-        if (cmd.command === "mark") void coordinator.mark(cmd.label, cmd.seq);
-        else if (cmd.command === "retrain") coordinator.retrain(cmd.reason ?? "MQTT command");
-        else if (cmd.command === "cancel") coordinator.cancel();
-        else {void coordinator.rollback("MQTT command").catch((e) =>
-            log.warn("rollback refused", { error: (e as Error).message })
-          );}
+        const k = keyOf.get(cmd.camera);
+        if (k === undefined) return;
+        const c = k.coordinator;
+        if (cmd.command === "mark") {
+          void c.mark(cmd.label, cmd.seq).then((res) => {
+            if (!res.ok) k.log.warn("mark refused", { error: res.error.message });
+          });
+        } else if (cmd.command === "retrain") c.retrain(cmd.reason ?? "MQTT command");
+        else if (cmd.command === "cancel") c.cancel();
+        else {
+          void c.rollback("MQTT command").catch((e) =>
+            k.log.warn("rollback refused", { error: (e as Error).message })
+          );
+        }
+      },
+      status() {
+        return [...keys.values()].map((k) => keyStatus(k, wiring.untrained));
       },
       [Symbol.asyncDispose]: () => moved.disposeAsync(),
     };
@@ -237,4 +216,188 @@ export async function startRetraining(
     await stack.disposeAsync();
     throw e;
   }
+}
+
+interface Key {
+  readonly key: string;
+  readonly cameras: readonly string[];
+  readonly coordinator: RetrainCoordinator;
+  readonly log: Logger;
+}
+
+function keyStatus(k: Key, untrained: boolean): RetrainStatus {
+  const s = k.coordinator.status();
+  const e = s.lastEvent;
+  const p = s.scheduler.progress;
+  return {
+    key: k.key,
+    cameras: k.cameras,
+    state: s.state,
+    learning: untrained && s.bootstrapping,
+    servingVersion: s.currentVersion ?? null,
+    previousVersion: s.previousVersion ?? null,
+    reason: s.scheduler.trigger?.reason ?? e?.reason ?? null,
+    collecting: s.state === "collecting" && e?.collected !== undefined && e.needed !== undefined
+      ? { frames: e.collected, needed: e.needed }
+      : null,
+    training: s.state === "training" && p !== undefined
+      ? { step: p.step, total: p.total, loss: p.loss ?? null }
+      : null,
+    nextDueAt: s.scheduler.nextDueAt ?? null,
+    driftBaseline: s.scheduler.driftBaseline ?? null,
+    runs: s.scheduler.runs,
+    failures: s.scheduler.failures,
+    store: {
+      frames: s.store.frames,
+      bytes: s.store.bytes,
+      writeErrors: s.store.writeErrors,
+      lastError: s.store.lastError ?? null,
+    },
+    updatedAt: e?.at ?? null,
+  };
+}
+
+async function startKey(
+  key: string,
+  cameras: readonly string[],
+  config: ResolvedPipeline,
+  wiring: RetrainWiring,
+  shared: {
+    gate: TrainingGate;
+    failpoint: ReturnType<typeof registryFailpoint>;
+    stack: AsyncDisposableStack;
+    height: number;
+    width: number;
+  },
+): Promise<Key> {
+  const r = config.retrain;
+  const t = r.training;
+  const { stack, height, width } = shared;
+  const log = wiring.logger.child(`retrain ${key}`);
+  const stage = wiring.stage;
+  const base = join(r.store.dir, key);
+  const store = await FrameStore.open(join(base, "frames"), {
+    maxFrames: r.store.maxFrames,
+    maxOperatorFrames: r.store.maxOperatorFrames,
+    maxBytes: r.store.maxBytes,
+    logger: log,
+  });
+  stack.defer(() => store.close());
+  const registry = await ModelRegistry.open(join(base, "models"), {
+    keep: r.promotion.keep,
+    logger: log,
+    ...(shared.failpoint !== undefined ? { onStep: shared.failpoint } : {}),
+  });
+  if (registry.currentId === undefined && wiring.seed !== undefined) {
+    // The configured model becomes the first version: the baseline of every validation.
+    const dir = join(base, "work", "seed");
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    await writeProjectModel(dir, wiring.seed.model);
+    const id = await registry.addCandidate(dir);
+    await registry.promote(id, `seeded from model.path ${wiring.seed.path}`);
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    log.info("model registry seeded with model.path", { version: id });
+  }
+  const extraArgs = [
+    "--engine",
+    t.engine,
+    "--image-size",
+    `${height}x${width}`,
+    ...(t.teacher !== null ? ["--teacher", t.teacher] : []),
+    ...(t.penaltyImages !== null ? ["--penalty-images", t.penaltyImages] : []),
+  ];
+  const swapIn = async (engine: InferenceEngine, version: string, thresholds?: Thresholds) => {
+    const old = await stage.setModel(
+      engine,
+      { version, ...(thresholds ? { thresholds } : {}) },
+      key,
+    );
+    // An engine still serving another key (or the default model) stays open.
+    if (old !== undefined && !stage.engines.includes(old)) await old[Symbol.asyncDispose]();
+  };
+  // Candidates and promoted models run where the pipeline's model runs (engine, providers).
+  const m = config.model;
+  const open = (model: EfficientAdModel, path: string) =>
+    createEngine({ kind: "efficientad", path, model }, {
+      type: m.engine,
+      executionProviders: m.executionProviders,
+      ...(m.threads !== null ? { intraOpThreads: m.threads } : {}),
+      logger: log,
+    });
+  const coordinator = new RetrainCoordinator({
+    key,
+    createEngine: (model) => open(model, `${key}@${model.provenance.version}`),
+    store,
+    registry,
+    workDir: join(base, "work"),
+    selector: {
+      quantile: r.store.quantile,
+      minIntervalMs: r.store.minIntervalMs,
+      eventGuardMs: r.store.eventGuardMs,
+      duplicateThreshold: r.store.duplicateThreshold,
+    },
+    triggers: {
+      ...(r.triggers.intervalMs !== null ? { interval: r.triggers.intervalMs } : {}),
+      dailyAt: r.triggers.dailyAt,
+      timeZone: r.triggers.timeZone,
+      ...(r.triggers.minNewFrames !== null ? { minNewFrames: r.triggers.minNewFrames } : {}),
+      ...(r.triggers.drift !== null
+        ? {
+          drift: {
+            window: r.triggers.drift.window,
+            ...(r.triggers.drift.bound !== null ? { bound: r.triggers.drift.bound } : {}),
+            ...(r.triggers.drift.factor !== null ? { factor: r.triggers.drift.factor } : {}),
+          },
+        }
+        : {}),
+      cooldown: r.triggers.cooldownMs,
+    },
+    ...(r.triggers.drift !== null ? { driftWindow: r.triggers.drift.window } : {}),
+    train: {
+      steps: t.steps,
+      extraArgs,
+      command: wiring.trainCommand ?? defaultTrainCommand(),
+      cwd: ROOT,
+    },
+    gate: shared.gate,
+    bootstrapFrames: r.bootstrap.frames,
+    margins: r.promotion.margins,
+    swap: async (engine, model) => {
+      await swapIn(engine, model.version, model.thresholds);
+      log.info("serving the promoted model", {
+        version: model.version,
+        cameras: cameras.join(","),
+      });
+    },
+    publish: (e) => {
+      const update = toUpdate(e);
+      for (const camera of cameras) wiring.publisher.publishModel(camera, update);
+    },
+    logger: log,
+  });
+  stack.use(coordinator);
+  // A model promoted in an earlier run (or the seed) serves this key's cameras.
+  const current = await registry.current();
+  if (current !== undefined) {
+    const engine = await open(current.model, current.path);
+    await swapIn(engine, current.id, current.model.thresholds);
+    log.info("serving the registry's current model", { version: current.id });
+    for (const camera of cameras) {
+      wiring.publisher.publishModel(camera, {
+        state: "idle",
+        modelVersion: current.id,
+        at: Date.now(),
+      });
+    }
+  } else if (wiring.untrained) {
+    log.info(
+      `no model learned yet: camera(s) ${cameras.join(", ")} learn their scene first ` +
+        `(collect ${r.bootstrap.frames} normal frames, train ${t.steps} steps, then inspect)`,
+    );
+  } else {
+    log.info("no model in the registry yet: model.path serves until the first retraining", {
+      frames: r.bootstrap.frames,
+    });
+  }
+  return { key, cameras, coordinator, log };
 }

@@ -165,6 +165,8 @@ export interface ModelUpdate {
   readonly validation?: ModelValidation;
   /** Why the candidate was promoted or refused, or why a rollback or failure happened. */
   readonly decisionReason?: string;
+  /** The frame store's write error (a full disk), while frames cannot be stored. */
+  readonly storeError?: string;
   /** When the step happened, epoch ms; default the publish time. */
   readonly at?: number;
 }
@@ -206,6 +208,7 @@ export interface ModelMessage {
     readonly current: ModelFiguresMessage | null;
   } | null;
   readonly decision_reason: string | null;
+  readonly store_error: string | null;
 }
 
 /** Latency percentiles, milliseconds. */
@@ -407,6 +410,7 @@ export function modelMessage(camera: string, update: ModelUpdate, now: number): 
       }
       : null,
     decision_reason: update.decisionReason ?? null,
+    store_error: update.storeError ?? null,
   };
 }
 

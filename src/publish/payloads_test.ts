@@ -171,6 +171,7 @@ Deno.test("modelMessage() carries the validation of candidate and current and th
       },
     },
     decision_reason: "flagged share 0.081 > current 0.02 + margin 0.05",
+    store_error: null,
   });
   const collecting = modelMessage("line-1", {
     state: "collecting",

@@ -18,6 +18,7 @@ const MODEL_KEYS = [
   "decision_reason",
   "model_version",
   "state",
+  "store_error",
   "time",
   "time_ms",
   "training",
@@ -109,6 +110,7 @@ Deno.test({
       training: null,
       validation: null,
       decision_reason: null,
+      store_error: null,
     });
     assertEquals(training!.training, { step: 400, total: 2000, loss: 0.012346, eta_s: 95 });
     assertEquals(promoted!.validation, {

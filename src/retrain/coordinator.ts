@@ -24,6 +24,17 @@
  * A bootstrap promotion whose `swap` fails cannot be rolled back (there is nothing before it):
  * the registry names the new version while the pipeline keeps its placeholder.
  *
+ * **Drift.** When the drift trigger fires, the scene has changed: the frames of the drifted
+ * window are the first frames of the new scene. The run first collects (`collecting`, not
+ * bootstrap) until `driftFrames` normal frames captured since the first frame of that window
+ * are in the store, then trains on those frames only (older frames show the old scene).
+ * Other triggers train on the whole store. After a promotion the drift factor's baseline is
+ * taken again from the first window the new model scores.
+ *
+ * **Storage errors.** A store write that fails (a full disk) never stops inspection: it is
+ * counted by the store, logged and published (`storeError` on the next event, one event on
+ * the first failure and then at most one a minute) until a write succeeds again.
+ *
  * **Crash safety.** The registry switches its `current` pointer atomically and only after
  * the version loaded, so a crash at any point leaves the serving model intact; the
  * coordinator promotes in the registry first and swaps the engine after; a failing swap
@@ -60,7 +71,14 @@ import {
   type FrameSelectorOptions,
   type FrameSelectorStats,
 } from "./frame_select.ts";
-import type { FrameLabel, FrameStore, FrameStoreStats, StoreResult } from "./frame_store.ts";
+import { consensusFilter } from "./consensus.ts";
+import type {
+  FrameLabel,
+  FrameStore,
+  FrameStoreStats,
+  StoredFrame,
+  StoreResult,
+} from "./frame_store.ts";
 import type { ModelRegistry } from "./registry.ts";
 import {
   type PreparedRun,
@@ -68,6 +86,7 @@ import {
   RetrainScheduler,
   type SchedulerStatus,
   type SchedulerTrainOptions,
+  type TrainingGate,
 } from "./scheduler.ts";
 import type { TrainProgress } from "./train_process.ts";
 import type { TriggerConfig, TriggerFired } from "./triggers.ts";
@@ -89,6 +108,12 @@ export type RetrainState =
   | "rolled_back"
   | "failed";
 
+/**
+ * What started a training, as published: `bootstrap` (the first model), `drift`, `count`,
+ * `schedule` (interval or daily time) or `command` (an operator).
+ */
+export type RetrainTriggerKind = "bootstrap" | "drift" | "count" | "schedule" | "command";
+
 /** The validation figures of a decision, as published. */
 export interface ValidationFigures {
   /** The candidate's figures. */
@@ -109,13 +134,19 @@ export interface RetrainEvent {
   readonly at: number;
   /** Why, in words: the trigger, the decision, the error. */
   readonly reason?: string;
+  /** What started the training this event belongs to. */
+  readonly trigger?: RetrainTriggerKind;
+  /** The version serving when the event was made (none while bootstrapping). */
+  readonly serving?: string;
+  /** The frame store's last write error (a full disk, say), while writes keep failing. */
+  readonly storeError?: string;
   /** `collecting`: normal frames in the store, and how many are needed. */
   readonly collected?: number;
   /** `collecting`: the normal frames the first training needs. */
   readonly needed?: number;
   /** `training`: the trainer's last progress. */
   readonly progress?: TrainProgress;
-  /** The version concerned: the candidate, or the one serving after a rollback. */
+  /** The version concerned: the candidate, or the one serving after a rollback or promotion. */
   readonly version?: string;
   /** The version that served before a promotion or rollback. */
   readonly from?: string;
@@ -162,6 +193,15 @@ export interface RetrainCoordinatorOptions {
   readonly checkEveryMs?: number;
   /** Normal frames collected before the first training. Default 200. */
   readonly bootstrapFrames?: number;
+  /**
+   * Frames of the new scene collected after a drift trigger before training (see the module
+   * doc). Default `bootstrapFrames`.
+   */
+  readonly driftFrames?: number;
+  /** The drift trigger's window (how many kept frames its median covers). Default 100. */
+  readonly driftWindow?: number;
+  /** Shared by the coordinators of one service: one training at a time. */
+  readonly gate?: TrainingGate;
   /** Least capture-time gap between frames stored while bootstrapping. Default 1000 ms. */
   readonly bootstrapIntervalMs?: number;
   /** After a failed bootstrap training, the least time before the next one. Default 60000 ms. */
@@ -220,6 +260,22 @@ interface Run {
   readonly holdout: readonly Frame[];
 }
 
+const STORE_ERROR_REPEAT_MS = 60_000;
+
+function triggerKind(trigger: TriggerFired): RetrainTriggerKind {
+  switch (trigger.kind) {
+    case "drift":
+      return "drift";
+    case "count":
+      return "count";
+    case "daily":
+    case "interval":
+      return "schedule";
+    default:
+      return "command";
+  }
+}
+
 function message(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
@@ -256,6 +312,17 @@ export class RetrainCoordinator implements AsyncDisposable {
   readonly #stop = new AbortController();
   readonly #onAbort = (): void => void this.close();
   readonly #writes = new Set<Promise<unknown>>();
+  readonly #driftFrames: number;
+  readonly #driftWindow: number;
+  /** Capture times of the last kept frames (the drift window's frames). */
+  #keptAt: number[] = [];
+  /** While a drift run collects the new scene: frames captured at or after this time. */
+  #driftSince: number | undefined;
+  /** Woken after each stored frame (a drift run waits on them). */
+  #onStored = new Set<() => void>();
+  #storeError: string | undefined;
+  #storeErrorToldAt = -Infinity;
+  #trigger: RetrainTriggerKind | undefined;
   #ring: Frame[] = [];
   #state: RetrainState;
   #lastEvent: RetrainEvent | undefined;
@@ -283,12 +350,16 @@ export class RetrainCoordinator implements AsyncDisposable {
     this.#ringSize = options.markRing ?? 32;
     this.#maxWrites = options.maxPendingWrites ?? 4;
     this.#createEngine = options.createEngine ?? ((m) => createOnnxEngine(m));
+    this.#driftFrames = options.driftFrames ?? this.#needed;
+    this.#driftWindow = options.driftWindow ?? 100;
     const positive = (name: string, v: number) => {
       if (!Number.isInteger(v) || v < 1) {
         throw new RangeError(`Cannot make a retrain coordinator: ${name} must be >= 1, got ${v}`);
       }
     };
     positive("bootstrapFrames", this.#needed);
+    positive("driftFrames", this.#driftFrames);
+    positive("driftWindow", this.#driftWindow);
     positive("markRing", this.#ringSize);
     positive("maxPendingWrites", this.#maxWrites);
     if (!(this.#holdout > 0 && this.#holdout < 1)) {
@@ -303,8 +374,9 @@ export class RetrainCoordinator implements AsyncDisposable {
       ...(options.checkEveryMs !== undefined ? { checkEveryMs: options.checkEveryMs } : {}),
       now: this.#now,
       ...(options.logger !== undefined ? { logger: options.logger } : {}),
+      ...(options.gate !== undefined ? { gate: options.gate } : {}),
       prepareData: (trigger, signal) => this.#prepareData(trigger, signal),
-      onStart: (trigger) => this.#emit({ state: "training", reason: trigger.reason }),
+      onStart: (trigger) => this.#onStart(trigger),
       onProgress: (progress) =>
         this.#emit({
           state: "training",
@@ -332,16 +404,34 @@ export class RetrainCoordinator implements AsyncDisposable {
     this.#ring.push(scored.frame);
     if (this.#ring.length > this.#ringSize) this.#ring.shift();
     if (this.bootstrapping) {
-      const t = scored.frame.capturedAt;
-      if (t - this.#lastBootstrapAt < this.#bootstrapIntervalMs) return;
-      this.#lastBootstrapAt = t;
-      this.#write(scored.frame, scored.score, () => this.#afterBootstrapFrame());
+      this.#collect(scored.frame, scored.score);
       return;
     }
     for (const kept of this.#selector.offer(scored)) {
       this.#write(kept.frame, kept.score, () => {});
+      this.#keptAt.push(kept.frame.capturedAt);
+      if (this.#keptAt.length > this.#driftWindow) this.#keptAt.shift();
       this.#scheduler.noteNormalFrame(kept.score);
     }
+  }
+
+  /**
+   * Takes one frame that was not scored because the key has no model yet (the pipeline
+   * does not run inference for a learning camera): stored as normal, at most one per
+   * `bootstrapIntervalMs` of capture time. Ignored once a model serves.
+   */
+  collect(frame: Frame): void {
+    if (this.#stop.signal.aborted || !this.bootstrapping) return;
+    this.#ring.push(frame);
+    if (this.#ring.length > this.#ringSize) this.#ring.shift();
+    this.#collect(frame, Number.NaN);
+  }
+
+  #collect(frame: Frame, score: number): void {
+    const t = frame.capturedAt;
+    if (t - this.#lastBootstrapAt < this.#bootstrapIntervalMs) return;
+    this.#lastBootstrapAt = t;
+    this.#write(frame, score, () => this.#afterBootstrapFrame());
   }
 
   /**
@@ -446,7 +536,15 @@ export class RetrainCoordinator implements AsyncDisposable {
   // ---- internals ----
 
   #emit(event: Omit<RetrainEvent, "key" | "at">): void {
-    const full: RetrainEvent = { key: this.#o.key, at: this.#now(), ...event };
+    const serving = this.#o.registry.currentId;
+    const full: RetrainEvent = {
+      key: this.#o.key,
+      at: this.#now(),
+      ...(this.#trigger !== undefined && event.state !== "idle" ? { trigger: this.#trigger } : {}),
+      ...(serving !== undefined ? { serving } : {}),
+      ...(this.#storeError !== undefined ? { storeError: this.#storeError } : {}),
+      ...event,
+    };
     this.#state = full.state;
     this.#lastEvent = full;
     try {
@@ -467,12 +565,97 @@ export class RetrainCoordinator implements AsyncDisposable {
       this.#droppedWrites++;
       return;
     }
-    const p = this.#o.store.add(frame, { score }).then((r) => {
-      if (r.ok) then();
-      else this.#o.logger?.warn("retrain frame not stored", { error: r.error.message });
+    const p = this.#o.store.add(frame, Number.isFinite(score) ? { score } : {}).then((r) => {
+      if (r.ok) {
+        if (this.#storeError !== undefined) {
+          this.#storeError = undefined;
+          this.#o.logger?.info("the frame store takes frames again");
+        }
+        then();
+        for (const wake of this.#onStored) wake();
+      } else {
+        this.#storeFailed(r.error);
+      }
     });
     this.#writes.add(p);
     void p.finally(() => this.#writes.delete(p));
+  }
+
+  /**
+   * A store write failed (a full disk, a read-only folder): inspection goes on; the error is
+   * logged and published on the first failure and then at most once a minute while writes
+   * keep failing.
+   */
+  #storeFailed(error: Error): void {
+    this.#storeError = `Cannot store frames in ${this.#o.store.dir}: ${error.message}; ` +
+      "inspection goes on, but no frames are collected for retraining until the store " +
+      "can be written (free disk space or fix the folder's permissions)";
+    const now = this.#now();
+    if (now - this.#storeErrorToldAt < STORE_ERROR_REPEAT_MS) return;
+    this.#storeErrorToldAt = now;
+    this.#o.logger?.warn("retrain frame not stored", { error: this.#storeError });
+    const last = this.#lastEvent;
+    const ongoing = this.#state === "collecting" || this.#state === "training" ||
+      this.#state === "validating";
+    this.#emit({
+      state: ongoing ? this.#state : "idle",
+      ...(last?.reason !== undefined ? { reason: last.reason } : {}),
+      ...(last?.collected !== undefined && last.needed !== undefined && this.#state === "collecting"
+        ? { collected: last.collected, needed: last.needed }
+        : {}),
+      ...(last?.version !== undefined ? { version: last.version } : {}),
+    });
+  }
+
+  #onStart(trigger: TriggerFired): void {
+    this.#trigger = this.bootstrapping ? "bootstrap" : triggerKind(trigger);
+    if (trigger.kind === "drift" && !this.bootstrapping) {
+      // The frames of the drifted window are the first frames of the new scene.
+      this.#driftSince = this.#keptAt[0] ?? this.#now();
+      this.#emit({
+        state: "collecting",
+        reason: `${trigger.reason}; learning the new scene from frames captured since then`,
+        collected: this.#sinceDrift().length,
+        needed: this.#driftFrames,
+      });
+      return;
+    }
+    this.#emit({ state: "training", reason: trigger.reason });
+  }
+
+  #sinceDrift(): StoredFrame[] {
+    return this.#o.store.list({
+      label: "normal",
+      ...(this.#driftSince !== undefined ? { since: this.#driftSince } : {}),
+    });
+  }
+
+  /** Waits until the store holds `driftFrames` normal frames of the new scene. */
+  async #collectNewScene(trigger: TriggerFired, signal: AbortSignal): Promise<StoredFrame[]> {
+    let told = -1;
+    for (;;) {
+      signal.throwIfAborted();
+      const frames = this.#sinceDrift();
+      if (frames.length >= this.#driftFrames) return frames;
+      if (frames.length !== told) {
+        told = frames.length;
+        this.#emit({
+          state: "collecting",
+          reason: `${trigger.reason}; learning the new scene from frames captured since then`,
+          collected: frames.length,
+          needed: this.#driftFrames,
+        });
+      }
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          this.#onStored.delete(wake);
+          signal.removeEventListener("abort", wake);
+          resolve();
+        };
+        this.#onStored.add(wake);
+        signal.addEventListener("abort", wake, { once: true });
+      });
+    }
   }
 
   #afterBootstrapFrame(): void {
@@ -486,9 +669,34 @@ export class RetrainCoordinator implements AsyncDisposable {
     }
   }
 
-  async #prepareData(_trigger: TriggerFired, signal: AbortSignal): Promise<PreparedRun> {
+  async #prepareData(trigger: TriggerFired, signal: AbortSignal): Promise<PreparedRun> {
     const store = this.#o.store;
-    const normal = store.list({ label: "normal" });
+    const drift = trigger.kind === "drift" && this.#driftSince !== undefined;
+    let normal = drift
+      ? await this.#collectNewScene(trigger, signal)
+      : store.list({ label: "normal" });
+    // Frames no model judged (the first model, a new scene): leave out the odd ones out.
+    let note = "";
+    if (this.bootstrapping || drift) {
+      const read: Frame[] = [];
+      for (const f of normal) {
+        signal.throwIfAborted();
+        read.push(await store.read(f.id));
+      }
+      const { dropped } = consensusFilter(read);
+      if (dropped.length > 0) {
+        const out = new Set(dropped);
+        normal = normal.filter((_, i) => !out.has(i));
+        note = `; left out ${dropped.length} of ${read.length} frames that differ from the ` +
+          "others (possible defects)";
+        this.#o.logger?.info("frames left out of the training", {
+          dropped: dropped.length,
+          of: read.length,
+          ids: dropped.map((i) => read[i]!.seq).join(","),
+        });
+      }
+    }
+    if (drift || note !== "") this.#emit({ state: "training", reason: trigger.reason + note });
     if (normal.length < 2) {
       throw new RangeError(
         `${normal.length} normal frames in the store, expected at least 2`,
@@ -519,6 +727,7 @@ export class RetrainCoordinator implements AsyncDisposable {
   async #onResult(outcome: RetrainOutcome): Promise<void> {
     const run = this.#run;
     this.#run = undefined;
+    this.#driftSince = undefined;
     try {
       const result = outcome.result;
       if (result?.cancelled === true || outcome.error === "Cannot train: cancelled") {
@@ -596,6 +805,7 @@ export class RetrainCoordinator implements AsyncDisposable {
         throw e;
       }
       this.#scheduler.notePromotion();
+      this.#keptAt = [];
       this.#emit({
         state: "promoted",
         version: id,

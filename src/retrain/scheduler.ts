@@ -48,6 +48,55 @@ export interface SchedulerLogger {
   warn(message: string, fields?: Record<string, unknown>): void;
 }
 
+/**
+ * A lock of one: the schedulers of several store keys share one so that only one training
+ * runs at a time on the device. Waiters are served in order; an aborted wait leaves the queue.
+ */
+export class TrainingGate {
+  #held = false;
+  #queue: (() => void)[] = [];
+
+  /** Whether a run holds the gate. */
+  get busy(): boolean {
+    return this.#held;
+  }
+
+  /**
+   * Waits for the gate; the returned disposable releases it.
+   *
+   * @throws the signal's reason when it aborts first.
+   */
+  async acquire(signal?: AbortSignal): Promise<Disposable> {
+    signal?.throwIfAborted();
+    if (this.#held) {
+      await new Promise<void>((resolve, reject) => {
+        const wake = () => {
+          signal?.removeEventListener("abort", onAbort);
+          resolve();
+        };
+        const onAbort = () => {
+          this.#queue = this.#queue.filter((w) => w !== wake);
+          reject(signal?.reason);
+        };
+        this.#queue.push(wake);
+        signal?.addEventListener("abort", onAbort, { once: true });
+      });
+    } else {
+      this.#held = true;
+    }
+    let released = false;
+    return {
+      [Symbol.dispose]: () => {
+        if (released) return;
+        released = true;
+        const next = this.#queue.shift();
+        if (next) next();
+        else this.#held = false;
+      },
+    };
+  }
+}
+
 /** Options of {@linkcode RetrainScheduler}. */
 export interface RetrainSchedulerOptions {
   /** The triggers (see {@linkcode TriggerConfig}). */
@@ -72,6 +121,11 @@ export interface RetrainSchedulerOptions {
   readonly checkEveryMs?: number;
   /** The clock (epoch ms). Default `Date.now`. */
   readonly now?: () => number;
+  /**
+   * Shared by the schedulers of one service so that only one training runs at a time:
+   * a run holds it from preparing its data to its result. Default: this scheduler's own.
+   */
+  readonly gate?: TrainingGate;
   /** Where starts, ends and failures are logged. Default: nowhere. */
   readonly logger?: SchedulerLogger;
   /** Aborting it disposes of the scheduler (cancelling a running training). */
@@ -104,6 +158,8 @@ export interface SchedulerStatus {
   readonly nextDueAt?: number;
   /** Normal frames since the last run started. */
   readonly newFrames: number;
+  /** The drift factor's baseline (median raw score of normal frames), once known. */
+  readonly driftBaseline?: number;
 }
 
 /**
@@ -151,6 +207,7 @@ export class RetrainScheduler implements AsyncDisposable {
   #lastEndAt: number | undefined;
   #newFrames = 0;
   #scores: number[] = [];
+  readonly #gate = new TrainingGate();
   #promotedMedian: number | undefined;
 
   #state: SchedulerStatus["state"] = "idle";
@@ -202,13 +259,19 @@ export class RetrainScheduler implements AsyncDisposable {
     if (window > 0 && Number.isFinite(score)) {
       this.#scores.push(score);
       if (this.#scores.length > window) this.#scores.splice(0, this.#scores.length - window);
+      // The drift factor's baseline: the first full window the serving model scored.
+      if (this.#promotedMedian === undefined && this.#scores.length === window) {
+        this.#promotedMedian = medianOf(this.#scores);
+      }
     }
     this.evaluate();
   }
 
   /**
-   * Notes that a model was promoted, with the median normal score it had on validation
-   * (the drift factor's baseline). Forgets the recent scores: they came from the old model.
+   * Notes that a model was promoted. Forgets the recent scores (they came from the old
+   * model) and the drift factor's baseline: `medianScore` when given (the new model's
+   * median raw score on normal frames), else the median of the first drift window of normal
+   * frames the new model scores.
    */
   notePromotion(medianScore?: number): void {
     this.#promotedMedian = medianScore !== undefined && Number.isFinite(medianScore)
@@ -268,6 +331,7 @@ export class RetrainScheduler implements AsyncDisposable {
       ...(this.#lastError !== undefined ? { lastError: this.#lastError } : {}),
       ...(nextDueAt !== undefined ? { nextDueAt } : {}),
       newFrames: this.#newFrames,
+      ...(this.#promotedMedian !== undefined ? { driftBaseline: this.#promotedMedian } : {}),
     };
   }
 
@@ -357,7 +421,11 @@ export class RetrainScheduler implements AsyncDisposable {
       log?.warn("retrain onStart failed", { error: message(e) });
     }
     let outcome: RetrainOutcome;
+    let held: Disposable | undefined;
     try {
+      const gate = this.#options.gate;
+      if (gate?.busy) log?.info("waiting for another camera's training to end");
+      held = await (gate ?? this.#gate).acquire(abort.signal);
       const prepared = await this.#options.prepareData(trigger, abort.signal);
       if (abort.signal.aborted) {
         outcome = { trigger, error: "Cannot train: cancelled" };
@@ -377,7 +445,11 @@ export class RetrainScheduler implements AsyncDisposable {
         outcome = { trigger, result, ...(result.error ? { error: result.error } : {}) };
       }
     } catch (e) {
-      outcome = { trigger, error: `Cannot prepare training data: ${message(e)}` };
+      outcome = abort.signal.aborted
+        ? { trigger, error: "Cannot train: cancelled" }
+        : { trigger, error: `Cannot prepare training data: ${message(e)}` };
+    } finally {
+      held?.[Symbol.dispose]();
     }
     this.#runAbort = undefined;
     this.#lastEndAt = this.#now();
@@ -400,6 +472,12 @@ export class RetrainScheduler implements AsyncDisposable {
     this.#startedAt = undefined;
     this.#progress = undefined;
   }
+}
+
+function medianOf(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 function message(e: unknown): string {

@@ -5,7 +5,8 @@
  * Five triggers, checked in this order (the first that fires wins):
  * 1. **manual**: an operator's command (`state.manual`).
  * 2. **drift**: the median score of the last `window` normal frames rose above `bound`, or
- *    above `factor` times the median recorded at the last promotion.
+ *    above `factor` times the baseline: the median of the first `window` normal frames the
+ *    serving model scored (after start or a promotion).
  * 3. **count**: `minNewFrames` new normal frames since the last training started.
  * 4. **daily**: a clock time (`"02:00"`, `"14:30"`) passed since the last training started;
  *    times are read in UTC by default, or in the process's local time zone (the `TZ`
@@ -44,7 +45,7 @@ export interface DriftConfig {
   readonly window?: number;
   /** Fires when the median exceeds this score. */
   readonly bound?: number;
-  /** Fires when the median exceeds this times the median at the last promotion. */
+  /** Fires when the median exceeds this times the baseline (see the module doc). */
   readonly factor?: number;
 }
 

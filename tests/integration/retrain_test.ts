@@ -82,6 +82,9 @@ retrain:
       await sub.waitFor((m) => m.topic === "rt/cam/model" && json(m).state === "collecting", {
         timeoutMs: 30_000,
       });
+      // While it learns, the camera is not inspected: no scores, and /status says so.
+      assertEquals(pipeline.status().model.cameras?.cam, "learning");
+      assertEquals(pipeline.status().retrain?.[0]?.learning, true);
       const [promoted] = await sub.waitFor(
         (m) => m.topic === "rt/cam/model" && json(m).state === "promoted",
         { timeoutMs: 60_000 },
@@ -98,7 +101,16 @@ retrain:
         { from: mark, timeoutMs: 30_000 },
       );
       assertEquals(json(score!).model_version, version);
-      assertEquals(pipeline.status().model.version, version);
+      assertEquals(
+        sub.on("rt/cam/score").filter((m) => json(m).model_version !== version).length,
+        0,
+        "scores published while learning",
+      );
+      const status = pipeline.status();
+      assertEquals(status.model.cameras, { cam: version });
+      assertEquals(status.retrain?.map((r) => [r.key, r.servingVersion, r.learning]), [
+        ["cam", version, false],
+      ]);
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
