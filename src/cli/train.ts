@@ -56,6 +56,8 @@ export const TRAIN_USAGE = `  train --data <folder> --out <model dir> [options]
       --checkpoint-every <n>  steps between checkpoints (default 500; always at the end)
       --checkpoint-dir <dir>  default <out>/checkpoint
       --resume <dir>        continue a run from its checkpoint directory
+      --exit-with-parent    stop when standard input closes (the service starts its
+                            trainings so, and they end if the service dies)
 `;
 
 /** Default number of steps: the paper's and anomalib's recipe. */
@@ -78,6 +80,8 @@ export interface TrainFlags {
   readonly checkpointEvery: number;
   readonly checkpointDir?: string;
   readonly resume?: string;
+  /** Exit when standard input closes (the process that started the training is gone). */
+  readonly exitWithParent?: boolean;
   /** The training engine: `onnx` (ONNX Runtime, default) or `tfjs`. */
   readonly engine: TrainEngine;
 }
@@ -121,6 +125,7 @@ export function parseTrainArgs(args: readonly string[]): TrainFlags {
         "checkpoint-dir": { type: "string" },
         resume: { type: "string" },
         engine: { type: "string" },
+        "exit-with-parent": { type: "boolean" },
       },
       allowPositionals: false,
       strict: true,
@@ -198,6 +203,7 @@ export function parseTrainArgs(args: readonly string[]): TrainFlags {
     ...(values.seed !== undefined ? { seed: positiveInt("seed", values.seed, 0) } : {}),
     ...(calibration ? { calibration } : {}),
     ...(holdout !== undefined ? { holdout } : {}),
+    ...(values["exit-with-parent"] === true ? { exitWithParent: true } : {}),
     ...(values["checkpoint-dir"] !== undefined ? { checkpointDir: values["checkpoint-dir"] } : {}),
     ...(values.resume !== undefined ? { resume: values.resume } : {}),
   };
@@ -327,12 +333,32 @@ export async function defaultStepFactory(engine: TrainEngine = "onnx"): Promise<
  * wrong size, a checkpoint that does not match, or when the training step cannot load;
  * `ModelFormatError` when the teacher cannot be read.
  */
+/**
+ * A training started by the service holds the read end of a pipe from it as standard input;
+ * the pipe closes when the service exits, however it exits (even SIGKILL). Then nobody waits
+ * for this training: stop at once instead of running on as an orphan.
+ */
+function exitWhenStdinCloses(log: Logger): void {
+  void (async () => {
+    try {
+      for await (const _ of Deno.stdin.readable) {
+        // the service never writes: only the end of the pipe matters
+      }
+    } catch {
+      // a broken pipe is a closed pipe
+    }
+    log.warn("the process that started this training is gone (standard input closed): stopping");
+    Deno.exit(3);
+  })();
+}
+
 export async function trainCommand(
   args: string[],
   log: Logger,
   options: TrainCommandOptions = {},
 ): Promise<TrainResult> {
   const flags = parseTrainArgs(args);
+  if (flags.exitWithParent === true) exitWhenStdinCloses(log);
   const ckpt = flags.resume !== undefined ? await readCheckpoint(flags.resume) : undefined;
   const settings: RunSettings = ckpt ? resumeSettings(flags, ckpt, flags.resume!) : {
     data: flags.data!,

@@ -306,3 +306,40 @@ Deno.test({
     });
   },
 });
+
+Deno.test("train --exit-with-parent stops as soon as its standard input closes", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await writePngs(join(dir, "data"), 3, { width: 256, height: 256 });
+    const root = fileURLToPath(new URL("../../", import.meta.url));
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        "main.ts",
+        "train",
+        "--exit-with-parent",
+        "--data",
+        join(dir, "data"),
+        "--out",
+        join(dir, "model"),
+        "--steps",
+        "100000",
+      ],
+      cwd: root,
+      stdin: "piped",
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    const stderr = new Response(child.stderr).text();
+    // The parent is "gone": its end of the pipe closes.
+    await child.stdin.close();
+    const status = await child.status;
+    const text = await stderr;
+    assertEquals(status.code, 3, text);
+    assertOk(text.includes("standard input closed"), text);
+    assertEquals(await Deno.stat(join(dir, "model", "model.json")).catch(() => null), null);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -78,7 +78,7 @@ export interface TrainProcessOptions {
 
 /** The default trainer: this project's `train` command. */
 export function defaultTrainCommand(): string[] {
-  return [Deno.execPath(), "run", "-P=cli", "main.ts", "train"];
+  return [Deno.execPath(), "run", "-P=cli", "main.ts", "train", "--exit-with-parent"];
 }
 
 function niceExists(path: string): boolean {
@@ -257,7 +257,9 @@ export class TrainProcess implements AsyncDisposable {
     try {
       this.#child = new Deno.Command(exe!, {
         args,
-        stdin: "null",
+        // Held open, never written: the trainer's stdin closes when this process dies, and a
+        // trainer started with --exit-with-parent then stops instead of running orphaned.
+        stdin: "piped",
         stdout: "piped",
         stderr: "piped",
         ...(options.cwd !== undefined ? { cwd: options.cwd } : {}),
@@ -282,6 +284,7 @@ export class TrainProcess implements AsyncDisposable {
       this.#pump(child.stdout),
       this.#pump(child.stderr),
     ]);
+    await child.stdin.close().catch(() => {});
     this.#exited = true;
     clearTimeout(this.#killTimer);
     this.#signal?.removeEventListener("abort", this.#onAbort);

@@ -76,9 +76,10 @@ Deno.test("trainArgv() builds argv as data, under nice when asked", () => {
     "trainer",
   ]);
   assertEquals(trainArgv({ ...base, nicePath: "/does/not/exist" })[0], "trainer");
-  assertEquals(trainArgv({ dataDir: "d", outDir: "o" }).slice(-6, -3), [
+  assertEquals(trainArgv({ dataDir: "d", outDir: "o" }).slice(-7, -3), [
     "main.ts",
     "train",
+    "--exit-with-parent",
     "--data",
   ]);
   assertThrows(() => trainArgv({ ...base, steps: 0 }), RangeError, "steps");
