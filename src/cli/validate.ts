@@ -8,6 +8,7 @@ import { parseArgs } from "node:util";
 import { InputError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import { displayPipeline } from "../config/display.ts";
+import { learningNotice, learningPlan } from "../config/learning.ts";
 import { loadPipeline } from "../config/load.ts";
 
 /** Usage line of {@linkcode validateCommand}. */
@@ -36,10 +37,14 @@ export async function validateCommand(args: string[], log: Logger): Promise<void
   const pipeline = await loadPipeline(file);
   console.log(displayPipeline(pipeline, { format: values.json ? "json" : "yaml" }).trimEnd());
   const enabled = pipeline.cameras.filter((c) => c.enabled).length;
-  if (pipeline.model.path === null) {
+  const plan = learningPlan(pipeline);
+  const notice = learningNotice(pipeline);
+  if (notice !== undefined) log.info(notice);
+  if (plan.untrained.length > 0) {
     log.warn(
-      "no model.path: the service will run a built-in UNTRAINED EfficientAD " +
-        "(synthetic weights); its scores mean nothing",
+      `no model.path: camera(s) ${plan.untrained.join(", ")} will be scored by a built-in ` +
+        "UNTRAINED EfficientAD (synthetic weights); its scores mean nothing (set model.path, " +
+        "or turn retraining on for them to learn their scene)",
     );
   }
   if (enabled === 0) log.warn("every camera is disabled: the service would score nothing");

@@ -21,13 +21,17 @@ async function run(args: string[]): Promise<{ stdout: string; log: string[] }> {
   return { stdout: printed.join("\n"), log: lines };
 }
 
-Deno.test("validateCommand() prints the demo resolved and says its model is untrained", async () => {
+Deno.test("validateCommand() prints the demo resolved and says its camera learns first", async () => {
   const { stdout, log } = await run([join(ROOT, "pipelines", "demo.yaml")]);
   const data = parse(stdout);
   assertEquals(data.cameras[0].name, "demo");
   assertEquals(data.mqtt.embedded, { host: "127.0.0.1", port: 1883 });
   assertEquals(data.batching.queue_per_camera, 2);
-  assertOk(log.some((l) => l.startsWith("warn") && l.includes("UNTRAINED")), log.join("\n"));
+  assertOk(
+    log.some((l) => l.startsWith("info") && l.includes("camera(s) demo learn their scene first")),
+    log.join("\n"),
+  );
+  assertOk(!log.some((l) => l.includes("UNTRAINED")), log.join("\n"));
   assertOk(log.some((l) => l.includes("pipeline is valid") && l.includes("cameras=1")));
 });
 

@@ -14,6 +14,7 @@ export { DEFAULTS } from "./defaults.ts";
 export { type Env, expandEnv } from "./env.ts";
 export { loadPipeline, parsePipeline, type PipelineOptions } from "./load.ts";
 export { type DisplayOptions, displayPipeline } from "./display.ts";
+export { learningNotice, type LearningPlan, learningPlan } from "./learning.ts";
 export { REDACTED, redactedConfig } from "./redacted.ts";
 export {
   type ExecutionProviderName,

@@ -44,7 +44,7 @@ async function ffmpeg(args: string[]): Promise<Uint8Array> {
   }
 }
 
-Deno.test("pipelines/demo.yaml is one lavfi camera, the built-in model and local services", async () => {
+Deno.test("pipelines/demo.yaml is one lavfi camera that learns its scene, and local services", async () => {
   const p = await loadPipeline(join(DIR, "demo.yaml"), { env: {} });
   assertEquals(p.cameras.length, 1);
   assertEquals(p.cameras[0]!.source.kind, "lavfi");
@@ -53,6 +53,9 @@ Deno.test("pipelines/demo.yaml is one lavfi camera, the built-in model and local
   assertEquals(p.mqtt.url, "mqtt://127.0.0.1:1883");
   assertEquals(p.http, { enabled: true, host: "127.0.0.1", port: 8080 });
   assertEquals(p.secrets, []);
+  assertEquals(p.retrain.enabled, true);
+  assertEquals(p.retrain.cameras, [{ camera: "demo", enabled: true, storeKey: "demo" }]);
+  assertEquals(p.retrain.store.dir, join(DIR, "..", "data", "retrain"));
 });
 
 Deno.test("pipelines/demo.yaml's lavfi graph runs in ffmpeg", async () => {

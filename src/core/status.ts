@@ -86,6 +86,15 @@ export interface RetrainStatus {
   /** Trainings started and failed since start. */
   readonly runs: number;
   readonly failures: number;
+  /**
+   * The frame selector: frames offered (scored), kept as normal, and skipped by reason
+   * (`anomalous`, `above-quantile`, `interval`, `event-guard`, `duplicate`, ...).
+   */
+  readonly selector: {
+    readonly offered: number;
+    readonly kept: number;
+    readonly skipped: Readonly<Record<string, number>>;
+  };
   /** The frame store: frames kept, bytes, failed writes and the last write error. */
   readonly store: {
     readonly frames: number;

@@ -5,7 +5,7 @@
  * @module
  */
 import type { Logger } from "../core/log.ts";
-import type { ResolvedModel } from "../config/mod.ts";
+import type { LearningPlan, ResolvedModel } from "../config/mod.ts";
 import { type Artifact, loadArtifact } from "../model/artifact.ts";
 import { resolveConfig } from "../model/config.ts";
 import type { ResizeMethod, Thresholds } from "../model/model.ts";
@@ -30,7 +30,11 @@ export interface LoadedModel {
  *
  * @throws {ModelFormatError} when the model file cannot be used; the message names it.
  */
-export async function loadPipelineModel(model: ResolvedModel, log: Logger): Promise<LoadedModel> {
+export async function loadPipelineModel(
+  model: ResolvedModel,
+  log: Logger,
+  learning?: { readonly plan: LearningPlan; readonly notice?: string },
+): Promise<LoadedModel> {
   let artifact: Artifact;
   if (model.path === null) {
     const m = syntheticModel(resolveConfig({
@@ -39,12 +43,18 @@ export async function loadPipelineModel(model: ResolvedModel, log: Logger): Prom
       ...(model.hints.padMaps !== undefined ? { padMaps: model.hints.padMaps } : {}),
       ...(model.hints.imageSize ? { imageSize: model.hints.imageSize } : {}),
     }));
-    log.warn(
-      "model.path is not set: serving the built-in UNTRAINED EfficientAD " +
-        `${m.config.size.toUpperCase()} (synthetic weights, version ${m.provenance.version}). ` +
-        "Its scores show the pipeline working but mean nothing and it flags nothing; set " +
-        "model.path to an anomalib .pth / .onnx export or a project model directory",
-    );
+    if (learning?.notice !== undefined) log.info(learning.notice);
+    const untrained = learning?.plan.untrained;
+    if (untrained === undefined || untrained.length > 0) {
+      const who = untrained === undefined ? "" : ` to camera(s) ${untrained.join(", ")}`;
+      log.warn(
+        `model.path is not set: serving the built-in UNTRAINED EfficientAD${who} ` +
+          `${m.config.size.toUpperCase()} (synthetic weights, version ${m.provenance.version}). ` +
+          "Its scores show the pipeline working but mean nothing and it flags nothing; set " +
+          "model.path to an anomalib .pth / .onnx export or a project model directory, or " +
+          "turn retraining on so that cameras learn their scene",
+      );
+    }
     artifact = { kind: "efficientad", path: "builtin:synthetic", model: m };
   } else {
     artifact = await loadArtifact(model.path, model.hints);

@@ -23,7 +23,12 @@ import type { Logger } from "../core/log.ts";
 import { RollingPercentiles } from "../core/percentiles.ts";
 import { redact } from "../core/redact.ts";
 import type { PipelineStatus } from "../core/status.ts";
-import type { ResolvedCamera, ResolvedPipeline } from "../config/mod.ts";
+import {
+  learningNotice,
+  learningPlan,
+  type ResolvedCamera,
+  type ResolvedPipeline,
+} from "../config/mod.ts";
 import { Batcher } from "../batch/batcher.ts";
 import { InferenceStage } from "../batch/inference_stage.ts";
 import type { Camera } from "../ingest/camera.ts";
@@ -134,7 +139,11 @@ export class Pipeline implements AsyncDisposable {
             `${broker.url} (topic ${mq.topicPrefix}/#)`,
         );
       }
-      const model = await loadPipelineModel(config.model, log.child("model"));
+      const notice = learningNotice(config);
+      const model = await loadPipelineModel(config.model, log.child("model"), {
+        plan: learningPlan(config),
+        ...(notice !== undefined ? { notice } : {}),
+      });
       stack.use(model.engine);
 
       // Filled in below; the publisher's and HTTP server's callbacks read them later.

@@ -91,7 +91,9 @@ function toUpdate(e: RetrainEvent): ModelUpdate {
     ...(serving !== undefined ? { modelVersion: serving } : {}),
     ...(candidate !== undefined ? { candidateVersion: candidate } : {}),
     ...(e.trigger !== undefined ? { trigger: e.trigger } : {}),
-    ...(e.reason !== undefined && !decided ? { triggerReason: e.reason } : {}),
+    ...(e.triggerReason !== undefined || (e.reason !== undefined && !decided)
+      ? { triggerReason: e.triggerReason ?? e.reason! }
+      : {}),
     ...(e.reason !== undefined && decided ? { decisionReason: e.reason } : {}),
     ...(e.storeError !== undefined ? { storeError: e.storeError } : {}),
     ...(e.collected !== undefined && e.needed !== undefined
@@ -247,6 +249,11 @@ function keyStatus(k: Key, untrained: boolean): RetrainStatus {
     driftBaseline: s.scheduler.driftBaseline ?? null,
     runs: s.scheduler.runs,
     failures: s.scheduler.failures,
+    selector: {
+      offered: s.selector.offered,
+      kept: s.selector.released,
+      skipped: s.selector.skipped,
+    },
     store: {
       frames: s.store.frames,
       bytes: s.store.bytes,

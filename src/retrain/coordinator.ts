@@ -136,6 +136,8 @@ export interface RetrainEvent {
   readonly reason?: string;
   /** What started the training this event belongs to. */
   readonly trigger?: RetrainTriggerKind;
+  /** That trigger in words (also after the decision, whose words are `reason`). */
+  readonly triggerReason?: string;
   /** The version serving when the event was made (none while bootstrapping). */
   readonly serving?: string;
   /** The frame store's last write error (a full disk, say), while writes keep failing. */
@@ -323,6 +325,7 @@ export class RetrainCoordinator implements AsyncDisposable {
   #storeError: string | undefined;
   #storeErrorToldAt = -Infinity;
   #trigger: RetrainTriggerKind | undefined;
+  #triggerReason: string | undefined;
   #ring: Frame[] = [];
   #state: RetrainState;
   #lastEvent: RetrainEvent | undefined;
@@ -475,6 +478,8 @@ export class RetrainCoordinator implements AsyncDisposable {
     return this.#serial(async () => {
       const registry = this.#o.registry;
       const from = registry.currentId;
+      this.#trigger = "command";
+      this.#triggerReason = reason;
       try {
         const id = await registry.rollback(reason);
         const model = await readProjectModel(registry.pathOf(id));
@@ -541,6 +546,9 @@ export class RetrainCoordinator implements AsyncDisposable {
       key: this.#o.key,
       at: this.#now(),
       ...(this.#trigger !== undefined && event.state !== "idle" ? { trigger: this.#trigger } : {}),
+      ...(this.#triggerReason !== undefined && event.state !== "idle"
+        ? { triggerReason: this.#triggerReason }
+        : {}),
       ...(serving !== undefined ? { serving } : {}),
       ...(this.#storeError !== undefined ? { storeError: this.#storeError } : {}),
       ...event,
@@ -609,6 +617,7 @@ export class RetrainCoordinator implements AsyncDisposable {
 
   #onStart(trigger: TriggerFired): void {
     this.#trigger = this.bootstrapping ? "bootstrap" : triggerKind(trigger);
+    this.#triggerReason = trigger.reason;
     if (trigger.kind === "drift" && !this.bootstrapping) {
       // The frames of the drifted window are the first frames of the new scene.
       this.#driftSince = this.#keptAt[0] ?? this.#now();
@@ -662,7 +671,7 @@ export class RetrainCoordinator implements AsyncDisposable {
     if (!this.bootstrapping || this.#stop.signal.aborted) return;
     const collected = this.#o.store.list({ label: "normal" }).length;
     if (this.#bootstrapFired) return;
-    this.#emit({ state: "collecting", collected, needed: this.#needed });
+    this.#emit({ state: "collecting", trigger: "bootstrap", collected, needed: this.#needed });
     if (collected >= this.#needed && this.#now() >= this.#bootstrapRetryAt) {
       this.#bootstrapFired = true;
       this.#scheduler.command("retrain", `bootstrap: ${collected} normal frames collected`);

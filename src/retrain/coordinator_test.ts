@@ -24,6 +24,7 @@ const a = Deno.args;
 const out = a[a.indexOf("--out") + 1];
 const src = Deno.readTextFileSync(Deno.env.get("FAKE_SOURCE")).trim();
 console.error("info  step 1/2 loss 5.0000 ETA 1s");
+console.error("info  data " + [...Deno.readDirSync(a[a.indexOf("--data") + 1])].length + " files");
 if (src === "fail") {
   console.error("error Cannot read training data");
   Deno.exit(2);
@@ -49,10 +50,10 @@ function frame(seq: number): Frame {
   return { camera: "cam", seq, capturedAt: 1_000_000 + seq * 1000, width: SIZE, height: SIZE, rgb };
 }
 
-function scored(seq: number): ScoredFrame {
+function scored(seq: number, score = 0.1): ScoredFrame {
   return {
     frame: frame(seq),
-    score: 0.1,
+    score,
     anomalous: false,
     map: tensor([1, 1, 1]),
     modelVersion: "placeholder",
@@ -259,4 +260,92 @@ Deno.test("RetrainCoordinator.close() kills a running trainer", async () => {
   } finally {
     await t[Symbol.asyncDispose]();
   }
+});
+
+Deno.test("RetrainCoordinator() on drift collects frames of the new scene and trains on those only", async () => {
+  await using t = await setup({
+    selector: {
+      quantile: 1,
+      minSamples: 0,
+      minIntervalMs: 0,
+      eventGuardMs: 0,
+      duplicateThreshold: -1,
+    },
+    triggers: { drift: { window: 3, factor: 1.5 }, cooldown: 1 },
+    driftWindow: 3,
+    driftFrames: 5,
+  });
+  await bootstrap(t);
+  // The baseline: the first window the new model scores.
+  for (let seq = 10; seq < 13; seq++) t.coordinator.observe(scored(seq, 0.1));
+  await t.coordinator.idle();
+  assertEquals(t.coordinator.status().scheduler.driftBaseline, 0.1);
+  // The scene changes: the window's median triples, drift fires, collection starts.
+  for (let seq = 13; seq < 16; seq++) t.coordinator.observe(scored(seq, 0.3));
+  await until(
+    () => t.events.some((e) => e.state === "collecting" && e.trigger === "drift"),
+    "drift collection",
+  );
+  const collecting = t.events.find((e) => e.state === "collecting" && e.trigger === "drift")!;
+  assertOk(collecting.reason?.startsWith("drift: median score 0.3"), collecting.reason);
+  assertEquals(collecting.needed, 5);
+  assertEquals(t.swaps.length, 1);
+  // Two more frames of the new scene make five since the drift began (frames 13 to 17).
+  for (let seq = 16; seq < 18; seq++) t.coordinator.observe(scored(seq, 0.3));
+  await until(() => t.swaps.length === 2, "drift promotion");
+  await t.coordinator.idle();
+  const promoted = t.events.at(-1)!;
+  assertEquals([promoted.state, promoted.trigger], ["promoted", "drift"]);
+  assertOk(promoted.triggerReason?.startsWith("drift:"), promoted.triggerReason);
+  // 5 frames since the drift began, 2 held out for validation: 3 to train on (not the 6
+  // older ones of the old scene).
+  const lines = t.coordinator.status().scheduler.lastResult?.lastLines ?? [];
+  assertOk(lines.some((l) => l.includes("data 3 files")), lines.join("\n"));
+  // The baseline is taken again from the new model's first window.
+  assertEquals(t.coordinator.status().scheduler.driftBaseline, undefined);
+});
+
+Deno.test("RetrainCoordinator() publishes a failing store once a minute and keeps going", async () => {
+  let now = 5_000_000;
+  const root = await Deno.makeTempDir({ prefix: "coordinator-full-" });
+  try {
+    const full = () => Promise.reject(new Error("No space left on device (os error 28)"));
+    await using t = await setup({
+      store: await FrameStore.open(join(root, "store"), { writeFile: full }),
+      now: () => now,
+    });
+    for (let seq = 0; seq < 3; seq++) {
+      t.coordinator.observe(scored(seq));
+      await t.coordinator.idle();
+    }
+    const told = t.events.filter((e) => e.storeError !== undefined);
+    assertEquals(told.length, 1);
+    assertEquals(told[0]!.state, "collecting");
+    assertOk(told[0]!.storeError!.includes("No space left on device"), told[0]!.storeError);
+    assertOk(told[0]!.storeError!.includes("inspection goes on"), told[0]!.storeError);
+    now += 61_000;
+    t.coordinator.observe(scored(3));
+    await t.coordinator.idle();
+    assertEquals(t.events.filter((e) => e.storeError !== undefined).length, 2);
+    assertOk(t.coordinator.status().store.writeErrors >= 4);
+    assertEquals(t.coordinator.status().scheduler.runs, 0);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("RetrainCoordinator.collect() stores frames of a learning camera without a score", async () => {
+  await using t = await setup({ bootstrapFrames: 5 });
+  t.coordinator.collect(frame(0));
+  t.coordinator.collect(frame(1));
+  await t.coordinator.idle();
+  const stored = t.store.list();
+  assertEquals(stored.map((f) => [f.seq, f.score]), [[0, undefined], [1, undefined]]);
+  const last = t.events.at(-1)!;
+  assertEquals([last.state, last.trigger, last.collected, last.needed], [
+    "collecting",
+    "bootstrap",
+    2,
+    5,
+  ]);
 });
