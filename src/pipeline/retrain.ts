@@ -283,6 +283,9 @@ async function startKey(
   const log = wiring.logger.child(`retrain ${key}`);
   const stage = wiring.stage;
   const base = join(r.store.dir, key);
+  // What a training killed with the service left behind (its frames and checkpoints): this
+  // process owns the key, nothing uses it now.
+  await Deno.remove(join(base, "work"), { recursive: true }).catch(() => {});
   const store = await FrameStore.open(join(base, "frames"), {
     maxFrames: r.store.maxFrames,
     maxOperatorFrames: r.store.maxOperatorFrames,
