@@ -264,6 +264,47 @@ function keyStatus(k: Key, untrained: boolean): RetrainStatus {
   };
 }
 
+/** One log line per lifecycle step worth a line (collecting: every 10th frame). */
+function logEvent(log: Logger, e: RetrainEvent): void {
+  const version = e.version !== undefined ? { version: e.version } : {};
+  switch (e.state) {
+    case "collecting":
+      if (e.collected !== undefined && e.needed !== undefined && e.collected % 10 === 0) {
+        log.info("collecting frames", { frames: e.collected, needed: e.needed });
+      }
+      return;
+    case "training":
+      if (e.progress !== undefined) {
+        log.info("training", {
+          step: `${e.progress.step}/${e.progress.total}`,
+          ...(e.progress.loss !== undefined ? { loss: e.progress.loss } : {}),
+          ...(e.progress.eta !== undefined ? { eta: e.progress.eta } : {}),
+        });
+      }
+      return;
+    case "validating":
+      log.info("validating the candidate", version);
+      return;
+    case "promoted":
+    case "rolled_back":
+      log.info(e.state === "promoted" ? "candidate promoted" : "rolled back", {
+        ...version,
+        ...(e.reason !== undefined ? { reason: e.reason } : {}),
+      });
+      return;
+    case "refused":
+    case "failed":
+      log.warn(e.state === "refused" ? "candidate refused" : "retraining failed", {
+        ...version,
+        ...(e.reason !== undefined ? { reason: e.reason } : {}),
+      });
+      return;
+    default:
+      if (e.storeError !== undefined) return; // the coordinator logged it
+      if (e.cancelled === true) log.info("training cancelled");
+  }
+}
+
 async function startKey(
   key: string,
   cameras: readonly string[],
@@ -382,6 +423,7 @@ async function startKey(
     publish: (e) => {
       const update = toUpdate(e);
       for (const camera of cameras) wiring.publisher.publishModel(camera, update);
+      logEvent(log, e);
     },
     logger: log,
   });
