@@ -40,6 +40,9 @@ import { defaultTrainCommand } from "../retrain/train_process.ts";
 import { registryFailpoint } from "../retrain/failpoint.ts";
 import { createEngine } from "../infer/create.ts";
 
+/** Share of a run's training frames the trainer keeps for its quantiles and threshold. */
+const CALIBRATION_SHARE = 0.3;
+
 /** The project root: the trainer subprocess runs `main.ts train` from there. */
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
@@ -352,6 +355,11 @@ async function startKey(
   const extraArgs = [
     "--engine",
     t.engine,
+    // The threshold is the highest score of the calibration frames (anomalib's rule on
+    // normal-only data): a new normal frame exceeds the highest of n with probability
+    // 1 / (n + 1), so calibrate on more of them than train's default 10 %.
+    "--holdout",
+    String(CALIBRATION_SHARE),
     "--image-size",
     `${height}x${width}`,
     ...(t.teacher !== null ? ["--teacher", t.teacher] : []),

@@ -617,7 +617,10 @@ export class RetrainCoordinator implements AsyncDisposable {
 
   #onStart(trigger: TriggerFired): void {
     this.#trigger = this.bootstrapping ? "bootstrap" : triggerKind(trigger);
-    this.#triggerReason = trigger.reason;
+    // The bootstrap starts through the scheduler's command: not an operator's.
+    this.#triggerReason = this.bootstrapping
+      ? trigger.reason.replace(/^manual: /, "")
+      : trigger.reason;
     if (trigger.kind === "drift" && !this.bootstrapping) {
       // The frames of the drifted window are the first frames of the new scene.
       this.#driftSince = this.#keptAt[0] ?? this.#now();
@@ -629,7 +632,7 @@ export class RetrainCoordinator implements AsyncDisposable {
       });
       return;
     }
-    this.#emit({ state: "training", reason: trigger.reason });
+    this.#emit({ state: "training", reason: this.#triggerReason });
   }
 
   #sinceDrift(): StoredFrame[] {
@@ -705,7 +708,9 @@ export class RetrainCoordinator implements AsyncDisposable {
         });
       }
     }
-    if (drift || note !== "") this.#emit({ state: "training", reason: trigger.reason + note });
+    if (drift || note !== "") {
+      this.#emit({ state: "training", reason: (this.#triggerReason ?? trigger.reason) + note });
+    }
     if (normal.length < 2) {
       throw new RangeError(
         `${normal.length} normal frames in the store, expected at least 2`,
