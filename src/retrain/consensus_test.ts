@@ -1,5 +1,6 @@
 import { assertEquals, assertOk, assertThrows } from "../../tests/assert.ts";
 import { consensusFilter, type RgbImage } from "./consensus.ts";
+import { HAS_FFMPEG } from "../../tests/support/ffmpeg.ts";
 
 function image(size: number, paint?: (x: number, y: number) => number | undefined): RgbImage {
   const rgb = new Uint8Array(size * size * 3);
@@ -30,15 +31,6 @@ Deno.test("consensusFilter() keeps everything when the frames agree, and never d
   assertThrows(() => consensusFilter([image(32), image(16)]), RangeError, "sizes differ");
   assertThrows(() => consensusFilter([image(32)], { grid: 0 }), RangeError, "grid");
 });
-
-const HAS_FFMPEG = (() => {
-  try {
-    return new Deno.Command("ffmpeg", { args: ["-version"], stdout: "null", stderr: "null" })
-      .outputSync().success;
-  } catch {
-    return false;
-  }
-})();
 
 Deno.test({
   name: "consensusFilter() finds the injected defects of the demo scene (ffmpeg)" +

@@ -6,16 +6,9 @@
  *
  * @module
  */
-import type { RegistryStep } from "./registry.ts";
+import { REGISTRY_STEPS, type RegistryStep } from "./registry.ts";
 
-const STEPS: readonly RegistryStep[] = [
-  "add:partial-copy",
-  "add:copied",
-  "add:renamed",
-  "pointer:temp-written",
-  "pointer:renamed",
-  "prune:trashed",
-];
+const STEPS: readonly RegistryStep[] = REGISTRY_STEPS;
 
 /** The environment variable read by {@linkcode registryFailpoint}. */
 export const FAILPOINT_ENV = "EFFICIENTAD_FAILPOINT";

@@ -68,13 +68,17 @@ export interface CurrentModel {
  * The points between the steps of a change at which {@linkcode RegistryOptions.onStep} is
  * called; a hook that throws there stops the change as a crash would (tests use it).
  */
-export type RegistryStep =
-  | "add:partial-copy"
-  | "add:copied"
-  | "add:renamed"
-  | "pointer:temp-written"
-  | "pointer:renamed"
-  | "prune:trashed";
+export type RegistryStep = typeof REGISTRY_STEPS[number];
+
+/** Every {@linkcode RegistryStep}, in the order a change passes them. */
+export const REGISTRY_STEPS = [
+  "add:partial-copy",
+  "add:copied",
+  "add:renamed",
+  "pointer:temp-written",
+  "pointer:renamed",
+  "prune:trashed",
+] as const;
 
 /** Options of {@linkcode ModelRegistry.open}. */
 export interface RegistryOptions {

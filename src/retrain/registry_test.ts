@@ -9,6 +9,7 @@ import {
   isGeneratedVersionId,
   ModelRegistry,
   REGISTRY_FILE,
+  REGISTRY_STEPS,
   type RegistryStep,
   VERSIONS_DIR,
 } from "./registry.ts";
@@ -204,15 +205,7 @@ Deno.test("ModelRegistry prunes old versions but never the current or the previo
 
 Deno.test("ModelRegistry survives a crash at every step of add and promote", async () => {
   const [a, b] = await models();
-  const steps: RegistryStep[] = [
-    "add:partial-copy",
-    "add:copied",
-    "add:renamed",
-    "pointer:temp-written",
-    "pointer:renamed",
-    "prune:trashed",
-  ];
-  for (const step of steps) {
+  for (const step of REGISTRY_STEPS) {
     await withDir(async (dir) => {
       const clock = steppingClock();
       const setup = await ModelRegistry.open(dir, { keep: 0, logger: quiet, now: clock });

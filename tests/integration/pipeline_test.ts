@@ -13,16 +13,9 @@ import { runCli } from "../../src/cli/commands.ts";
 import { assertEquals, assertOk } from "../assert.ts";
 import { HAS_MOSQUITTO, Mosquitto } from "../support/mosquitto.ts";
 import { freePort, rtspServerAvailable, RtspTestServer } from "../support/rtsp.ts";
+import { HAS_FFMPEG } from "../support/ffmpeg.ts";
 
 const HAS_RTSP = await rtspServerAvailable();
-const HAS_FFMPEG = (() => {
-  try {
-    return new Deno.Command("ffmpeg", { args: ["-version"], stdout: "null", stderr: "null" })
-      .outputSync().success;
-  } catch {
-    return false;
-  }
-})();
 const MISSING = [
   ...(HAS_MOSQUITTO ? [] : ["mosquitto"]),
   ...(HAS_RTSP ? [] : ["GStreamer RTSP server"]),

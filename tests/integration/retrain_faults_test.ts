@@ -27,15 +27,8 @@ import {
   type ProcessInfo,
   ServiceProcess,
 } from "../support/service_process.ts";
+import { HAS_FFMPEG } from "../support/ffmpeg.ts";
 
-const HAS_FFMPEG = (() => {
-  try {
-    return new Deno.Command("ffmpeg", { args: ["-version"], stdout: "null", stderr: "null" })
-      .outputSync().success;
-  } catch {
-    return false;
-  }
-})();
 const READY = HAS_MOSQUITTO && HAS_FFMPEG;
 const SKIP = READY ? "" : " (skipped: mosquitto or ffmpeg missing)";
 

@@ -13,15 +13,7 @@ import { syntheticModel } from "../../src/model/synthetic.ts";
 import { type ReceivedMessage, TestSubscriber } from "../../src/publish/testing.ts";
 import { assertEquals, assertOk } from "../assert.ts";
 import { HAS_MOSQUITTO, Mosquitto } from "../support/mosquitto.ts";
-
-const HAS_FFMPEG = (() => {
-  try {
-    return new Deno.Command("ffmpeg", { args: ["-version"], stdout: "null", stderr: "null" })
-      .outputSync().success;
-  } catch {
-    return false;
-  }
-})();
+import { HAS_FFMPEG } from "../support/ffmpeg.ts";
 
 function json(m: ReceivedMessage): Record<string, unknown> {
   return JSON.parse(m.text) as Record<string, unknown>;

@@ -21,15 +21,7 @@ import { Pipeline } from "../../src/pipeline/pipeline.ts";
 import { type ReceivedMessage, TestSubscriber } from "../../src/publish/testing.ts";
 import { assertOk } from "../assert.ts";
 import { HAS_MOSQUITTO, Mosquitto } from "../support/mosquitto.ts";
-
-const HAS_FFMPEG = (() => {
-  try {
-    return new Deno.Command("ffmpeg", { args: ["-version"], stdout: "null", stderr: "null" })
-      .outputSync().success;
-  } catch {
-    return false;
-  }
-})();
+import { HAS_FFMPEG } from "../support/ffmpeg.ts";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const STEPS = 40;
