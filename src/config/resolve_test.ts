@@ -14,7 +14,7 @@ Deno.test("resolvePipeline() fills every default", () => {
     cameras: [{
       name: "cam",
       url: "rtsp://10.0.0.5/s1",
-      source: { kind: "rtsp", url: "rtsp://10.0.0.5/s1" },
+      source: { kind: "rtsp", url: "rtsp://10.0.0.5/s1", tls: false },
       fps: null,
       roi: null,
       rtspTransport: "tcp",

@@ -4,7 +4,7 @@ import { parseSource } from "./source.ts";
 Deno.test("parseSource() tells rtsp, lavfi, v4l2 and file sources apart", () => {
   assertEquals(parseSource("rtsp://u:p@10.0.0.5:554/s1", "/base"), {
     ok: true,
-    source: { kind: "rtsp", url: "rtsp://u:p@10.0.0.5:554/s1" },
+    source: { kind: "rtsp", url: "rtsp://u:p@10.0.0.5:554/s1", tls: false },
   });
   assertEquals(parseSource("rtsps://cam/s", "/base").ok, true);
   assertEquals(parseSource("lavfi:testsrc2=size=640x480:rate=10", "/base"), {

@@ -1,54 +1,27 @@
 /**
- * Camera sources: the strings a pipeline file names (`rtsp://...`, a file path,
- * `lavfi:<graph>`, `/dev/videoN`) parsed into a tagged union that {@linkcode ffmpegArgs}
- * turns into ffmpeg's input arguments.
+ * Camera sources for the ingest stage: the strings a pipeline file names, classified by
+ * `src/core/source.ts` into the tagged union that `ffmpegArgs` turns into ffmpeg's input
+ * arguments, and shown with credentials redacted.
  *
  * @module
  */
 import { redact } from "../core/redact.ts";
+import { type CameraSource, classifySource } from "../core/source.ts";
 
-/** An RTSP camera (`rtsp://` or `rtsps://`, credentials allowed in the URL). */
-export interface RtspSource {
-  readonly kind: "rtsp";
-  /** The URL exactly as given, credentials included: only ever passed to ffmpeg. */
-  readonly url: string;
-  /** Whether the URL is `rtsps://` (RTSP over TLS, TCP only). */
-  readonly tls: boolean;
-}
-
-/** A video file, read in real time (`-re`) and optionally looped. */
-export interface FileSource {
-  readonly kind: "file";
-  readonly path: string;
-}
-
-/** An ffmpeg `lavfi` filter graph used as a synthetic camera (`lavfi:testsrc=size=640x480`). */
-export interface LavfiSource {
-  readonly kind: "lavfi";
-  readonly graph: string;
-}
-
-/** A V4L2 capture device (`/dev/video0`, or `v4l2:/dev/video0`). */
-export interface V4l2Source {
-  readonly kind: "v4l2";
-  readonly device: string;
-}
-
-/** A parsed camera source. */
-export type CameraSource = RtspSource | FileSource | LavfiSource | V4l2Source;
-
-const SCHEME = /^([a-z][a-z0-9+.-]*):\/\//i;
+export type {
+  CameraSource,
+  FileSource,
+  LavfiSource,
+  RtspSource,
+  V4l2Source,
+} from "../core/source.ts";
 
 /**
- * Parses a camera source string:
+ * Parses a camera source string with {@linkcode classifySource} (see `src/core/source.ts`
+ * for the forms).
  *
- * - `rtsp://[user:pass@]host[:port]/path` and `rtsps://...`: an RTSP camera;
- * - `lavfi:<graph>`: an ffmpeg filter-graph source (test patterns, the demo scene);
- * - `/dev/videoN` or `v4l2:<device>`: a V4L2 device;
- * - `file:<path>` or any other string without a `scheme://`: a video file.
- *
- * @throws {TypeError} when the string is empty or names an unsupported URL scheme
- * (`http://`, `rtmp://`, ...); the message holds the source with credentials redacted.
+ * @throws {TypeError} when the string names no source (empty, an unsupported scheme such as
+ * `http://`, ...); the message holds the source with credentials redacted.
  *
  * @example
  * ```ts
@@ -57,31 +30,9 @@ const SCHEME = /^([a-z][a-z0-9+.-]*):\/\//i;
  * ```
  */
 export function parseSource(source: string): CameraSource {
-  if (source.trim() === "") throw new TypeError("Cannot parse camera source: it is empty");
-  const scheme = SCHEME.exec(source)?.[1]?.toLowerCase();
-  if (scheme === "rtsp" || scheme === "rtsps") {
-    return { kind: "rtsp", url: source, tls: scheme === "rtsps" };
-  }
-  if (scheme !== undefined) {
-    throw new TypeError(
-      `Cannot parse camera source ${redact(source)}: unsupported scheme "${scheme}" ` +
-        "(expected rtsp://, rtsps://, lavfi:, v4l2:, /dev/videoN or a file path)",
-    );
-  }
-  if (source.startsWith("lavfi:")) {
-    const graph = source.slice("lavfi:".length);
-    if (graph === "") throw new TypeError("Cannot parse camera source lavfi: the graph is empty");
-    return { kind: "lavfi", graph };
-  }
-  if (source.startsWith("v4l2:")) {
-    const device = source.slice("v4l2:".length);
-    if (device === "") throw new TypeError("Cannot parse camera source v4l2: the device is empty");
-    return { kind: "v4l2", device };
-  }
-  if (/^\/dev\/video\d+$/.test(source)) return { kind: "v4l2", device: source };
-  const path = source.startsWith("file:") ? source.slice("file:".length) : source;
-  if (path === "") throw new TypeError("Cannot parse camera source file: the path is empty");
-  return { kind: "file", path };
+  const parsed = classifySource(source);
+  if (parsed.ok) return parsed.source;
+  throw new TypeError(`Cannot parse camera source ${redact(source)}: ${parsed.message}`);
 }
 
 /**
