@@ -48,8 +48,9 @@ export async function loadPipelineModel(
     if (untrained === undefined || untrained.length > 0) {
       const who = untrained === undefined ? "" : ` to camera(s) ${untrained.join(", ")}`;
       log.warn(
-        `model.path is not set: serving the built-in UNTRAINED EfficientAD${who} ` +
-          `${m.config.size.toUpperCase()} (synthetic weights, version ${m.provenance.version}). ` +
+        `model.path is not set: serving the built-in UNTRAINED EfficientAD ` +
+          `${m.config.size.toUpperCase()} (synthetic weights, version ${m.provenance.version})` +
+          `${who}. ` +
           "Its scores show the pipeline working but mean nothing and it flags nothing; set " +
           "model.path to an anomalib .pth / .onnx export or a project model directory, or " +
           "turn retraining on so that cameras learn their scene",

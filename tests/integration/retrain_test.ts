@@ -108,3 +108,113 @@ retrain:
     }
   },
 });
+
+/**
+ * A stand-in trainer for several store keys: copies the ready model named after the key in
+ * its --data path (`<store>/<key>/work/run-N/data`), after recording when it ran.
+ */
+function keyedTrainer(models: Record<string, string>, log: string): string[] {
+  return [
+    Deno.execPath(),
+    "eval",
+    `const a = Deno.args; const out = a[a.indexOf("--out") + 1];
+const data = a[a.indexOf("--data") + 1];
+const models = ${JSON.stringify(models)};
+const key = Object.keys(models).find((k) => data.includes("/" + k + "/work/"));
+const started = Date.now();
+console.error("info  step 1/2 loss 5.0000 ETA 1s");
+await new Promise((r) => setTimeout(r, 1500));
+console.error("info  step 2/2 loss 2.5000 ETA 0s");
+Deno.mkdirSync(out, { recursive: true });
+for (const e of Deno.readDirSync(models[key])) Deno.copyFileSync(models[key] + "/" + e.name, out + "/" + e.name);
+Deno.writeTextFileSync(${
+      JSON.stringify(log)
+    }, key + " " + started + " " + Date.now() + "\\n", { append: true });`,
+  ];
+}
+
+Deno.test({
+  name: "Pipeline() gives each store key its own model, training one key at a time" +
+    (HAS_MOSQUITTO && HAS_FFMPEG ? "" : " (skipped: mosquitto or ffmpeg missing)"),
+  ignore: !(HAS_MOSQUITTO && HAS_FFMPEG),
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    try {
+      const models: Record<string, string> = {};
+      for (const [key, seed] of [["line-a", 1], ["line-b", 2]] as const) {
+        models[key] = join(dir, `ready-${key}`);
+        await writeProjectModel(models[key]!, {
+          ...syntheticModel(undefined, seed),
+          thresholds: { threshold: 1e9, min: 0, max: 1 },
+        });
+      }
+      const runs = join(dir, "runs.txt");
+      await using broker = await Mosquitto.start();
+      // Cameras a1 and a2 share line-a; b has line-b.
+      const config = parsePipeline(
+        `cameras:
+  - name: a1
+    url: "lavfi:testsrc2=size=256x256:rate=4"
+    fps: 2
+    retrain: { store_key: line-a }
+  - name: a2
+    url: "lavfi:smptebars=size=256x256:rate=4"
+    fps: 2
+    retrain: { store_key: line-a }
+  - name: b
+    url: "lavfi:mandelbrot=size=256x256:rate=4"
+    fps: 2
+    retrain: { store_key: line-b }
+mqtt:
+  url: ${broker.url}
+  topic_prefix: rk
+http: { enabled: false }
+retrain:
+  enabled: true
+  store: { dir: ${JSON.stringify(join(dir, "retrain"))} }
+  training: { steps: 2 }
+  bootstrap: { frames: 3 }
+`,
+        "rk.yaml",
+      );
+      await using sub = await TestSubscriber.connect(broker.url, { topics: ["rk/#"] });
+      await using pipeline = await Pipeline.start(config, {
+        logger: createLogger({ sink: () => {} }),
+        trainCommand: keyedTrainer(models, runs),
+      });
+      const promoted = (camera: string) =>
+        sub.waitFor((m) => m.topic === `rk/${camera}/model` && json(m).state === "promoted", {
+          timeoutMs: 90_000,
+        });
+      const versions: Record<string, string> = {};
+      for (const camera of ["a1", "a2", "b"]) {
+        versions[camera] = String(json((await promoted(camera))[0]!).model_version);
+      }
+      // One model for line-a (both its cameras), another for line-b.
+      assertEquals(versions.a1, versions.a2);
+      assertOk(versions.a1 !== versions.b, JSON.stringify(versions));
+      for (const camera of ["a1", "a2", "b"]) {
+        const mark = sub.messages.length;
+        const [score] = await sub.waitFor((m) => m.topic === `rk/${camera}/score`, {
+          from: mark,
+          timeoutMs: 30_000,
+        });
+        assertEquals(json(score!).model_version, versions[camera], camera);
+      }
+      const status = pipeline.status();
+      assertEquals(status.model.cameras, versions);
+      assertEquals(
+        status.retrain?.map((r) => [r.key, r.cameras, r.servingVersion]),
+        [["line-a", ["a1", "a2"], versions.a1!], ["line-b", ["b"], versions.b!]],
+      );
+      // The two trainings ran one after the other.
+      const spans = (await Deno.readTextFile(runs)).trim().split("\n").map((l) => l.split(" "))
+        .map(([key, start, end]) => ({ key: key!, start: Number(start), end: Number(end) }))
+        .sort((x, y) => x.start - y.start);
+      assertEquals(spans.map((s) => s.key).sort(), ["line-a", "line-b"]);
+      assertOk(spans[0]!.end <= spans[1]!.start, JSON.stringify(spans));
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
