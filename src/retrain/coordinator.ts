@@ -809,7 +809,7 @@ export class RetrainCoordinator implements AsyncDisposable {
       }
       signal.throwIfAborted();
       const from = registry.currentId;
-      await registry.promote(id, `${trigger.reason}; ${decision.reason}`);
+      await registry.promote(id, `${this.#triggerReason ?? trigger.reason}; ${decision.reason}`);
       engines.splice(engines.indexOf(candidate), 1);
       handedOver = candidate;
       try {
