@@ -10,7 +10,7 @@
  */
 import { parseArgs } from "node:util";
 import { createLogger } from "../src/core/log.ts";
-import { parsePipeline } from "../src/config/mod.ts";
+import { benchPipeline } from "./bench_config.ts";
 import { Pipeline } from "../src/pipeline/pipeline.ts";
 import { createOnnxEngine } from "../src/infer/onnx/engine.ts";
 import { syntheticModel } from "../src/model/synthetic.ts";
@@ -48,22 +48,7 @@ interface Row {
 const rows: Row[] = [];
 for (const n of values.cameras.split(",").map(Number)) {
   const batch = Math.min(n, 4);
-  const cams = Array.from({ length: n }, (_, i) =>
-    `  - name: cam${i}
-    url: "lavfi:testsrc2=size=256x256:rate=${values.fps}"
-    fps: ${values.fps}`).join("\n");
-  const config = parsePipeline(
-    `cameras:
-${cams}
-batching: { max_batch: ${batch}, max_wait_ms: 20, queue_per_camera: 1 }
-mqtt:
-  embedded: { port: 0 }
-  map: { every_n: 1, width: 64, height: 64 }
-http: { enabled: false }
-logging: { level: warn }
-`,
-    `bench-${n}.yaml`,
-  );
+  const config = benchPipeline(n, Number(values.fps), `bench-${n}.yaml`);
   await using pipeline = await Pipeline.start(config, { logger: log });
   // Warm up: the first frames include ffmpeg start-up and session warm-up.
   while (pipeline.status().inference.frames < 2 * batch) {

@@ -26,8 +26,8 @@ import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { cpus, loadavg } from "node:os";
 import { createLogger } from "../src/core/log.ts";
+import { benchPipeline } from "./bench_config.ts";
 import { nearestRank } from "../src/core/percentiles.ts";
-import { parsePipeline } from "../src/config/mod.ts";
 import { Pipeline } from "../src/pipeline/pipeline.ts";
 import { DEFAULT_PREFIX } from "../src/publish/topics.ts";
 import { TestSubscriber } from "../src/publish/testing.ts";
@@ -221,23 +221,7 @@ async function bench(signal: AbortSignal): Promise<void> {
   let run = 0;
   {
     const batch = Math.min(cameras, 4);
-    const cams = Array.from({ length: cameras }, (_, i) =>
-      `  - name: cam${i}
-    url: "lavfi:testsrc2=size=256x256:rate=${values.fps}"
-    fps: ${values.fps}`).join("\n");
-    const config = parsePipeline(
-      `cameras:
-${cams}
-model: { engine: onnx }
-batching: { max_batch: ${batch}, max_wait_ms: 20, queue_per_camera: 1 }
-mqtt:
-  embedded: { port: 0 }
-  map: { every_n: 1, width: 64, height: 64 }
-http: { enabled: false }
-logging: { level: warn }
-`,
-      "bench-retrain.yaml",
-    );
+    const config = benchPipeline(cameras, Number(values.fps), "bench-retrain.yaml");
     await using pipeline = await Pipeline.start(config, { logger: log });
     engine = pipeline.status().model.engine;
     await using scores = await TestSubscriber.connect(pipeline.mqttUrl, {
