@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { median } from "../src/core/percentiles.ts";
 import { parseArgs } from "node:util";
 import * as ort from "onnxruntime-node";
 import { resolveConfig } from "../src/model/config.ts";
@@ -41,12 +42,6 @@ function batchOf(n: number): Tensor {
   const data = new Float32Array(n * 3 * 256 * 256);
   for (let i = 0; i < data.length; i++) data[i] = ((i * 2654435761) % 1000) / 1000;
   return { shape: [n, 3, 256, 256], data };
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 async function time(fn: () => Promise<unknown>, n: number): Promise<number> {

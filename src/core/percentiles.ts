@@ -40,6 +40,14 @@ export function nearestRank(sorted: ArrayLike<number>, q: number): number {
   return sorted[rank - 1]!;
 }
 
+/** The median of some numbers (the mean of the middle two for an even count); NaN if none. */
+export function median(values: ArrayLike<number>): number {
+  if (values.length === 0) return NaN;
+  const s = Array.from(values).sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
 /**
  * Keeps the last `capacity` samples in a ring and computes percentiles on demand (a sort
  * of at most `capacity` numbers per {@linkcode RollingPercentiles.snapshot} call).

@@ -1,5 +1,5 @@
 import { assertEquals, assertThrows } from "../../tests/assert.ts";
-import { nearestRank, RollingPercentiles } from "./percentiles.ts";
+import { median, nearestRank, RollingPercentiles } from "./percentiles.ts";
 
 Deno.test("RollingPercentiles() reports zeros for an empty window", () => {
   const w = new RollingPercentiles(8);
@@ -41,4 +41,10 @@ Deno.test("nearestRank() picks the smallest value covering the quantile", () => 
   assertEquals(nearestRank([1, 2], 0.5), 1);
   assertEquals(nearestRank([1, 2, 3], 0.5), 2);
   assertEquals(nearestRank([], 0.5), 0);
+});
+
+Deno.test("median() handles odd, even and empty inputs", () => {
+  assertEquals(median([3, 1, 2]), 2);
+  assertEquals(median([4, 1, 3, 2]), 2.5);
+  assertEquals(Number.isNaN(median([])), true);
 });

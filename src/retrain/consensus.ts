@@ -19,6 +19,8 @@
  * @module
  */
 
+import { median } from "../core/percentiles.ts";
+
 /** An RGB24 image. */
 export interface RgbImage {
   readonly width: number;
@@ -70,12 +72,6 @@ function thumbnail(image: RgbImage, grid: number): Float64Array {
     for (let ch = 0; ch < 3; ch++) sums[c * 3 + ch] = sums[c * 3 + ch]! / n;
   }
   return sums;
-}
-
-function median(values: ArrayLike<number>): number {
-  const sorted = Array.from(values).sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 /**

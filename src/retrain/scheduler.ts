@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { median } from "../core/percentiles.ts";
 import {
   RetrainTriggers,
   type TriggerConfig,
@@ -261,7 +262,7 @@ export class RetrainScheduler implements AsyncDisposable {
       if (this.#scores.length > window) this.#scores.splice(0, this.#scores.length - window);
       // The drift factor's baseline: the first full window the serving model scored.
       if (this.#promotedMedian === undefined && this.#scores.length === window) {
-        this.#promotedMedian = medianOf(this.#scores);
+        this.#promotedMedian = median(this.#scores);
       }
     }
     this.evaluate();
@@ -472,12 +473,6 @@ export class RetrainScheduler implements AsyncDisposable {
     this.#startedAt = undefined;
     this.#progress = undefined;
   }
-}
-
-function medianOf(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 function message(e: unknown): string {

@@ -28,6 +28,8 @@
  * @module
  */
 
+import { median } from "../core/percentiles.ts";
+
 /** Which trigger fired. */
 export type TriggerKind = "manual" | "drift" | "count" | "daily" | "interval";
 
@@ -182,14 +184,6 @@ export function resolveTriggerConfig(config: TriggerConfig): ResolvedTriggerConf
     drift,
     cooldownMs: config.cooldown !== undefined ? parseDuration(config.cooldown) : 600_000,
   };
-}
-
-/** The median of some numbers (the mean of the middle two for an even count); NaN if none. */
-export function median(values: readonly number[]): number {
-  if (values.length === 0) return NaN;
-  const s = [...values].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
 function formatDuration(ms: number): string {

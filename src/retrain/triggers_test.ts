@@ -1,11 +1,5 @@
 import { assertEquals, assertThrows } from "../../tests/assert.ts";
-import {
-  median,
-  parseClockTime,
-  parseDuration,
-  RetrainTriggers,
-  type TriggerState,
-} from "./triggers.ts";
+import { parseClockTime, parseDuration, RetrainTriggers, type TriggerState } from "./triggers.ts";
 
 const H = 3_600_000;
 const T0 = Date.UTC(2026, 10, 28, 10, 0); // 10:00 UTC
@@ -29,12 +23,6 @@ Deno.test("parseClockTime() reads HH:MM and rejects out-of-range times", () => {
   assertEquals(parseClockTime("14:30"), 870);
   assertThrows(() => parseClockTime("24:00"), RangeError);
   assertThrows(() => parseClockTime("2pm"), RangeError);
-});
-
-Deno.test("median() handles odd, even and empty inputs", () => {
-  assertEquals(median([3, 1, 2]), 2);
-  assertEquals(median([4, 1, 3, 2]), 2.5);
-  assertEquals(Number.isNaN(median([])), true);
 });
 
 Deno.test("RetrainTriggers() rejects bad settings", () => {

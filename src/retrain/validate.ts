@@ -21,6 +21,7 @@
  *
  * @module
  */
+import { median } from "../core/percentiles.ts";
 import { stack, type Tensor } from "../core/tensor.ts";
 import { auroc } from "../eval/metrics.ts";
 import type { InferenceEngine } from "../infer/engine.ts";
@@ -117,12 +118,6 @@ export function resolveMargins(margins: PromotionMargins = {}): ResolvedPromotio
     );
   }
   return resolved;
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 function checkScores(scores: ArrayLike<number>, what: string): number[] {
