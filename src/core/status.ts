@@ -58,11 +58,8 @@ export interface PipelineStatus {
 export interface RetrainStatus {
   readonly key: string;
   readonly cameras: readonly string[];
-  /**
-   * The lifecycle state of the last event: `collecting`, `training`, `validating`,
-   * `promoted`, `refused`, `rolled_back`, `failed` or `idle` (see docs/mqtt.md, model).
-   */
-  readonly state: string;
+  /** The lifecycle state of the last event (see docs/mqtt.md, model). */
+  readonly state: ModelState;
   /** True while the key has no model yet: its cameras are not inspected, they learn. */
   readonly learning: boolean;
   /** The registry's serving version, or null before the first model. */
@@ -105,3 +102,26 @@ export interface RetrainStatus {
   /** Epoch ms of the last lifecycle event. */
   readonly updatedAt: number | null;
 }
+
+/**
+ * The retraining lifecycle of a store key's model, as published on
+ * `<prefix>/<camera>/model` and shown in `/status`: `idle` (serving, nothing running),
+ * `collecting` (gathering normal frames; during bootstrap the camera has no model yet),
+ * `training`, `validating` (candidate against current), then `promoted`, `refused` (the
+ * candidate was worse), `rolled_back` or `failed`.
+ */
+export type ModelState =
+  | "idle"
+  | "collecting"
+  | "training"
+  | "validating"
+  | "promoted"
+  | "refused"
+  | "rolled_back"
+  | "failed";
+
+/**
+ * What started a training: `bootstrap` (the first model), `drift`, `count`, `schedule`
+ * (interval or daily time) or `command` (an operator).
+ */
+export type RetrainTrigger = "bootstrap" | "schedule" | "count" | "drift" | "command";

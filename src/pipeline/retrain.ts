@@ -36,7 +36,7 @@ import { FrameStore } from "../retrain/frame_store.ts";
 import { ModelRegistry } from "../retrain/registry.ts";
 import { RetrainCoordinator, type RetrainEvent } from "../retrain/coordinator.ts";
 import { TrainingGate } from "../retrain/scheduler.ts";
-import { defaultTrainCommand } from "../retrain/train_process.ts";
+import { defaultTrainCommand, etaMilliseconds } from "../retrain/train_process.ts";
 import { registryFailpoint } from "../retrain/failpoint.ts";
 import { createEngine } from "../infer/create.ts";
 
@@ -108,7 +108,9 @@ function toUpdate(e: RetrainEvent): ModelUpdate {
           step: e.progress.step,
           total: e.progress.total,
           ...(e.progress.loss !== undefined ? { loss: e.progress.loss } : {}),
-          ...(etaMs(e.progress.eta) !== undefined ? { etaMs: etaMs(e.progress.eta)! } : {}),
+          ...(etaMilliseconds(e.progress.eta) !== undefined
+            ? { etaMs: etaMilliseconds(e.progress.eta)! }
+            : {}),
         },
       }
       : {}),
@@ -123,13 +125,6 @@ function toUpdate(e: RetrainEvent): ModelUpdate {
       }
       : {}),
   };
-}
-
-/** `"7m34s"`, `"1h02m"`, `"12s"` as milliseconds. */
-function etaMs(eta: string | undefined): number | undefined {
-  const m = eta === undefined ? null : /^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/.exec(eta);
-  if (m === null || eta === "") return undefined;
-  return ((Number(m[1] ?? 0) * 60 + Number(m[2] ?? 0)) * 60 + Number(m[3] ?? 0)) * 1000;
 }
 
 function figures(f: NonNullable<RetrainEvent["validation"]>["candidate"]) {

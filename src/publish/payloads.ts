@@ -10,7 +10,7 @@
  */
 import type { CameraState, CameraStatus, ScoredFrame } from "../core/frame.ts";
 import { redact } from "../core/redact.ts";
-import type { Percentiles, PipelineStatus } from "../core/status.ts";
+import type { ModelState, Percentiles, PipelineStatus, RetrainTrigger } from "../core/status.ts";
 import type { AnomalyEndReason, AnomalyEvent, AnomalyEventType } from "./events.ts";
 
 /** The payload schema version. */
@@ -99,25 +99,7 @@ export interface EventMessage {
   readonly model_version: string;
 }
 
-/**
- * The retraining lifecycle of a camera's model, as published on `<prefix>/<camera>/model`:
- * `idle` (serving, nothing running), `collecting` (gathering normal frames; during
- * bootstrap the camera has no model yet), `training`, `validating` (candidate against
- * current), then `promoted`, `refused` (the candidate was worse), `rolled_back` or
- * `failed`.
- */
-export type ModelState =
-  | "idle"
-  | "collecting"
-  | "training"
-  | "validating"
-  | "promoted"
-  | "refused"
-  | "rolled_back"
-  | "failed";
-
-/** What started a retraining: `bootstrap`, `schedule`, `count`, `drift` or `command`. */
-export type RetrainTrigger = "bootstrap" | "schedule" | "count" | "drift" | "command";
+export type { ModelState, RetrainTrigger };
 
 /** Validation figures of one model on the held-out frames. */
 export interface ModelValidationFigures {

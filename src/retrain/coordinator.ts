@@ -60,6 +60,7 @@
 import { join } from "node:path";
 import type { Frame, ScoredFrame } from "../core/frame.ts";
 import type { Logger } from "../core/log.ts";
+import type { ModelState, RetrainTrigger } from "../core/status.ts";
 import type { Tensor } from "../core/tensor.ts";
 import type { InferenceEngine } from "../infer/engine.ts";
 import { createOnnxEngine } from "../infer/onnx/engine.ts";
@@ -97,23 +98,6 @@ import {
   validateCandidate,
 } from "./validate.ts";
 
-/** The lifecycle states published by {@linkcode RetrainCoordinator}. */
-export type RetrainState =
-  | "idle"
-  | "collecting"
-  | "training"
-  | "validating"
-  | "promoted"
-  | "refused"
-  | "rolled_back"
-  | "failed";
-
-/**
- * What started a training, as published: `bootstrap` (the first model), `drift`, `count`,
- * `schedule` (interval or daily time) or `command` (an operator).
- */
-export type RetrainTriggerKind = "bootstrap" | "drift" | "count" | "schedule" | "command";
-
 /** The validation figures of a decision, as published. */
 export interface ValidationFigures {
   /** The candidate's figures. */
@@ -129,13 +113,13 @@ export interface RetrainEvent {
   /** The store key. */
   readonly key: string;
   /** The state entered. */
-  readonly state: RetrainState;
+  readonly state: ModelState;
   /** Epoch milliseconds. */
   readonly at: number;
   /** Why, in words: the trigger, the decision, the error. */
   readonly reason?: string;
   /** What started the training this event belongs to. */
-  readonly trigger?: RetrainTriggerKind;
+  readonly trigger?: RetrainTrigger;
   /** That trigger in words (also after the decision, whose words are `reason`). */
   readonly triggerReason?: string;
   /** The version serving when the event was made (none while bootstrapping). */
@@ -238,7 +222,7 @@ export interface RetrainCoordinatorStatus {
   /** The store key. */
   readonly key: string;
   /** The state of the last event (`collecting` or `idle` at start). */
-  readonly state: RetrainState;
+  readonly state: ModelState;
   /** The last event published. */
   readonly lastEvent?: RetrainEvent;
   /** The version serving (the registry's current), if any. */
@@ -264,7 +248,7 @@ interface Run {
 
 const STORE_ERROR_REPEAT_MS = 60_000;
 
-function triggerKind(trigger: TriggerFired): RetrainTriggerKind {
+function triggerKind(trigger: TriggerFired): RetrainTrigger {
   switch (trigger.kind) {
     case "drift":
       return "drift";
@@ -324,10 +308,10 @@ export class RetrainCoordinator implements AsyncDisposable {
   #onStored = new Set<() => void>();
   #storeError: string | undefined;
   #storeErrorToldAt = -Infinity;
-  #trigger: RetrainTriggerKind | undefined;
+  #trigger: RetrainTrigger | undefined;
   #triggerReason: string | undefined;
   #ring: Frame[] = [];
-  #state: RetrainState;
+  #state: ModelState;
   #lastEvent: RetrainEvent | undefined;
   #droppedWrites = 0;
   #lastBootstrapAt = -Infinity;

@@ -117,6 +117,15 @@ export function trainArgv(options: TrainProcessOptions): string[] {
   ];
 }
 
+/** The trainer's ETA (`"7m34s"`, `"1h02m"`, `"12s"`) in milliseconds; undefined if unreadable. */
+export function etaMilliseconds(eta: string | undefined): number | undefined {
+  const m = eta === undefined || eta === ""
+    ? null
+    : /^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/.exec(eta);
+  if (m === null) return undefined;
+  return ((Number(m[1] ?? 0) * 60 + Number(m[2] ?? 0)) * 60 + Number(m[3] ?? 0)) * 1000;
+}
+
 /**
  * Parses a progress line (`step 40/250 loss 7.3454 ... ETA 7m34s`, with or without a log
  * level in front); undefined for any other line.

@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { assertEquals, assertOk, assertThrows } from "../../tests/assert.ts";
-import { parseProgress, trainArgv, TrainProcess } from "./train_process.ts";
+import { etaMilliseconds, parseProgress, trainArgv, TrainProcess } from "./train_process.ts";
 
 /**
  * A fake trainer for `deno eval`: reads `--out` and `--steps`, and behaves as `FAKE_MODE`
@@ -170,4 +170,12 @@ Deno.test("TrainProcess.cancel() kills a trainer that ignores SIGTERM after the 
   const r = await run.result;
   assertEquals([r.cancelled, r.signal], [true, "SIGKILL"]);
   assertOk(r.lastLines.includes("ignoring SIGTERM"));
+});
+
+Deno.test("etaMilliseconds() reads the trainer's ETA", () => {
+  assertEquals(etaMilliseconds("7m34s"), 454_000);
+  assertEquals(etaMilliseconds("1h02m"), 3_720_000);
+  assertEquals(etaMilliseconds("0s"), 0);
+  assertEquals(etaMilliseconds("soon"), undefined);
+  assertEquals(etaMilliseconds(undefined), undefined);
 });
