@@ -64,7 +64,7 @@ import type { ModelState, RetrainTrigger } from "../core/status.ts";
 import type { Tensor } from "../core/tensor.ts";
 import type { InferenceEngine } from "../infer/engine.ts";
 import { createOnnxEngine } from "../infer/onnx/engine.ts";
-import { encodePng, imageToTensor } from "../image/decode.ts";
+import { imageToTensor } from "../image/decode.ts";
 import type { EfficientAdModel, Thresholds } from "../model/model.ts";
 import { readProjectModel } from "../model/project_format.ts";
 import {
@@ -673,11 +673,15 @@ export class RetrainCoordinator implements AsyncDisposable {
       : store.list({ label: "normal" });
     // Frames no model judged (the first model, a new scene): leave out the odd ones out.
     let note = "";
+    // Frames already decoded (for the filter), reused for the held-out frames.
+    const decoded = new Map<string, Frame>();
     if (this.bootstrapping || drift) {
       const read: Frame[] = [];
       for (const f of normal) {
         signal.throwIfAborted();
-        read.push(await store.read(f.id));
+        const frame = await store.read(f.id);
+        decoded.set(f.id, frame);
+        read.push(frame);
       }
       const { dropped } = consensusFilter(read);
       if (dropped.length > 0) {
@@ -712,12 +716,10 @@ export class RetrainCoordinator implements AsyncDisposable {
     await Deno.mkdir(dataDir, { recursive: true });
     for (const f of train) {
       signal.throwIfAborted();
-      const frame = await store.read(f.id);
-      const png = encodePng({ width: frame.width, height: frame.height, data: frame.rgb });
-      await Deno.writeFile(join(dataDir, `${f.id}.png`), png);
+      await store.copyPng(f.id, join(dataDir, `${f.id}.png`));
     }
     const frames: Frame[] = [];
-    for (const f of holdout) frames.push(await store.read(f.id));
+    for (const f of holdout) frames.push(decoded.get(f.id) ?? await store.read(f.id));
     this.#run = { dir, holdout: frames };
     return { dataDir, outDir: join(dir, "model") };
   }

@@ -308,6 +308,21 @@ export class FrameStore implements AsyncDisposable {
     };
   }
 
+  /**
+   * Copies a stored frame's PNG to `path` as it is (no decoding): how a training folder is
+   * filled.
+   *
+   * @throws {InputError} when the id is unknown or the file cannot be copied.
+   */
+  async copyPng(id: string, path: string): Promise<void> {
+    if (!this.#frames.has(id)) throw new InputError(`Cannot copy frame ${id}: no such frame`);
+    try {
+      await Deno.copyFile(this.#pngPath(id), path);
+    } catch (e) {
+      throw new InputError(`Cannot copy frame ${id}: ${(e as Error).message}`, { cause: e });
+    }
+  }
+
   /** Sizes, counters and what the last open repaired. */
   stats(): FrameStoreStats {
     let operator = 0;

@@ -48,6 +48,18 @@ Deno.test("FrameStore.add() stores a frame that read() returns as RGB", async ()
   await assertRejects(() => t.store.read("999"), InputError, "no such frame");
 });
 
+Deno.test("FrameStore.copyPng() copies a frame's PNG as stored", async () => {
+  await using t = await tempStore();
+  const r = await t.store.add(frame(4));
+  assertOk(r.ok);
+  const out = join(t.dir, "copy.png");
+  await t.store.copyPng(r.frame.id, out);
+  const bytes = await Deno.readFile(out);
+  assertEquals(bytes.length, r.frame.bytes);
+  assertEquals([...bytes.subarray(1, 4)].map((b) => String.fromCharCode(b)).join(""), "PNG");
+  await assertRejects(() => t.store.copyPng("999", out), InputError, "no such frame");
+});
+
 Deno.test("FrameStore.add() evicts the oldest auto frames past maxFrames and keeps operator frames", async () => {
   await using t = await tempStore({ maxFrames: 3, maxOperatorFrames: 2 });
   const op = await t.store.add(frame(0), { source: "operator", label: "anomalous" });
