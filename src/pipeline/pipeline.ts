@@ -1,11 +1,11 @@
 /**
  * The one place that wires the stages together (README: "life of a frame"):
  *
- * cameras (ffmpeg) -> batcher -> learning filter -> inference -> latency tap -> MQTT publisher
+ * cameras (ffmpeg) -> batcher -> inference -> latency tap -> MQTT publisher
  *
- * With retraining on, the learning filter takes the frames of cameras whose store key is
- * still learning its first model (they go to retraining, not to inference), and the tap
- * hands every scored frame to retraining.
+ * With retraining on, the frames of cameras whose store key is still learning its first
+ * model go from the camera to retraining instead of the batcher, and the tap hands every
+ * scored frame to retraining.
  *
  * Start order: broker (embedded when no URL is configured), model and engine, publisher,
  * HTTP, batcher and inference, cameras last. Shutdown runs in reverse, producers first, so
@@ -232,18 +232,16 @@ export class Pipeline implements AsyncDisposable {
       });
       if (retraining) stack.use(retraining);
       late.retraining = retraining;
-      const learner = retraining;
-      const learning = new TransformStream<Frame[], Frame[]>({
-        transform(frames, controller) {
-          if (learner === undefined) return controller.enqueue(frames);
-          const inspect: Frame[] = [];
-          for (const f of frames) {
-            if (learner.learning(f.camera)) learner.collect(f);
-            else inspect.push(f);
-          }
-          if (inspect.length > 0) controller.enqueue(inspect);
-        },
-      });
+      // Frames of cameras still learning their first model go to retraining, not to the
+      // batcher: they are diverted where they arrive, so that the batcher -> inference
+      // edge stays pull-based (no batch is taken early).
+      const intake = (): WritableStream<Frame> =>
+        retraining === undefined ? batcher.writable() : new WritableStream<Frame>({
+          write(frame) {
+            if (retraining.learning(frame.camera)) retraining.collect(frame);
+            else batcher.push(frame);
+          },
+        });
       const latency = new RollingPercentiles(1000);
       const tap = new TransformStream<ScoredFrame, ScoredFrame>({
         transform(scored, controller) {
@@ -252,7 +250,7 @@ export class Pipeline implements AsyncDisposable {
           controller.enqueue(scored);
         },
       });
-      const done = batcher.readable.pipeThrough(learning).pipeThrough(stage).pipeThrough(tap)
+      const done = batcher.readable.pipeThrough(stage).pipeThrough(tap)
         .pipeTo(
           publisher.writable,
         );
@@ -296,7 +294,7 @@ export class Pipeline implements AsyncDisposable {
           );
         }
         stack.use(camera);
-        camera.readable.pipeTo(batcher.writable()).catch((e) => {
+        camera.readable.pipeTo(intake()).catch((e) => {
           log.warn(`camera ${c.name} stream ended`, { error: redact(String(e), config.secrets) });
         });
         started.push(camera);
