@@ -34,6 +34,18 @@ if (!HAS_SHARED) {
   );
 }
 
+/** anomalib's pretrained-teacher file of the shared fixtures (`teacher fetch` / `--teacher`). */
+export const SHARED_TEACHER = `${SHARED_S}teacher.pth`;
+/** Whether {@linkcode SHARED_TEACHER} is present (absent on a user's clone). */
+export const HAS_SHARED_TEACHER = (() => {
+  try {
+    return Deno.statSync(SHARED_TEACHER).isFile;
+  } catch {
+    console.log(`skipped: the tests that need ${SHARED_TEACHER} (it is absent)`);
+    return false;
+  }
+})();
+
 /** The project's own fixture cases. */
 export const OWN_CASES = ["m", "s-padding", "s-nopadmaps", "s-rect"] as const;
 

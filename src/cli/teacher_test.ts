@@ -1,5 +1,4 @@
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { zipSync } from "fflate";
 import { assertEquals, assertOk, assertRejects } from "../../tests/assert.ts";
 import { InputError } from "../core/errors.ts";
@@ -8,18 +7,10 @@ import { ChecksumError, sha256Hex } from "../train/teacher_fetch.ts";
 import { writePngs } from "../train/_stub_step_test.ts";
 import { trainCommand } from "./train.ts";
 import { teacherCommand } from "./teacher.ts";
+import { HAS_SHARED_TEACHER, SHARED_TEACHER } from "../../tests/parity.ts";
 
-const FIXTURE_TEACHER = fileURLToPath(
-  new URL("../../../shared/fixtures/efficientad-s/teacher.pth", import.meta.url),
-);
-const HAS_TEACHER = (() => {
-  try {
-    return Deno.statSync(FIXTURE_TEACHER).isFile;
-  } catch {
-    console.log(`skipped: ${FIXTURE_TEACHER} is absent`);
-    return false;
-  }
-})();
+const FIXTURE_TEACHER = SHARED_TEACHER;
+const HAS_TEACHER = HAS_SHARED_TEACHER;
 
 const quiet = createLogger({ sink: () => {} });
 

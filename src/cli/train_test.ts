@@ -13,18 +13,10 @@ import {
   trainCommand,
   UNTRAINED_TEACHER_WARNING,
 } from "./train.ts";
+import { HAS_SHARED_TEACHER, SHARED_TEACHER } from "../../tests/parity.ts";
 
-const FIXTURE_TEACHER = fileURLToPath(
-  new URL("../../../shared/fixtures/efficientad-s/teacher.pth", import.meta.url),
-);
-const HAS_TEACHER = (() => {
-  try {
-    return Deno.statSync(FIXTURE_TEACHER).isFile;
-  } catch {
-    console.log(`skipped: ${FIXTURE_TEACHER} is absent`);
-    return false;
-  }
-})();
+const FIXTURE_TEACHER = SHARED_TEACHER;
+const HAS_TEACHER = HAS_SHARED_TEACHER;
 
 function capture(): { log: Logger; lines: string[] } {
   const lines: string[] = [];

@@ -1,5 +1,4 @@
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { zipSync } from "fflate";
 import { assertEquals, assertOk, assertRejects } from "../../tests/assert.ts";
 import { loadTeacher } from "../model/artifact.ts";
@@ -13,18 +12,10 @@ import {
   TEACHER_ZIP_URLS,
   teacherFileName,
 } from "./teacher_fetch.ts";
+import { HAS_SHARED_TEACHER, SHARED_TEACHER } from "../../tests/parity.ts";
 
-const FIXTURE_TEACHER = fileURLToPath(
-  new URL("../../../shared/fixtures/efficientad-s/teacher.pth", import.meta.url),
-);
-const HAS_FIXTURE = (() => {
-  try {
-    return Deno.statSync(FIXTURE_TEACHER).isFile;
-  } catch {
-    console.log(`skipped teacher zip tests: ${FIXTURE_TEACHER} is absent`);
-    return false;
-  }
-})();
+const FIXTURE_TEACHER = SHARED_TEACHER;
+const HAS_FIXTURE = HAS_SHARED_TEACHER;
 
 function fixtureZip(entry = "efficientad_pretrained_weights/pretrained_teacher_small.pth"): {
   zip: Uint8Array;
