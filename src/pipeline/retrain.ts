@@ -61,8 +61,6 @@ export interface RetrainWiring {
 
 /** The running retraining of a pipeline. */
 export interface Retraining extends AsyncDisposable {
-  /** The store keys, in file order. */
-  readonly keys: readonly string[];
   /** Takes a scored frame (ignored for cameras that do not retrain). */
   observe(scored: ScoredFrame): void;
   /**
@@ -88,6 +86,7 @@ function toUpdate(e: RetrainEvent): ModelUpdate {
     ? e.version
     : undefined;
   const serving = e.state === "promoted" || e.state === "rolled_back" ? e.version : e.serving;
+  const etaMs = etaMilliseconds(e.progress?.eta);
   return {
     state: e.state,
     at: e.at,
@@ -108,9 +107,7 @@ function toUpdate(e: RetrainEvent): ModelUpdate {
           step: e.progress.step,
           total: e.progress.total,
           ...(e.progress.loss !== undefined ? { loss: e.progress.loss } : {}),
-          ...(etaMilliseconds(e.progress.eta) !== undefined
-            ? { etaMs: etaMilliseconds(e.progress.eta)! }
-            : {}),
+          ...(etaMs !== undefined ? { etaMs } : {}),
         },
       }
       : {}),
@@ -180,7 +177,6 @@ export async function startRetraining(
     const keyOf = new Map<string, Key>();
     for (const k of keys.values()) for (const c of k.cameras) keyOf.set(c, k);
     return {
-      keys: [...keys.keys()],
       observe(scored) {
         keyOf.get(scored.frame.camera)?.coordinator.observe(scored);
       },
