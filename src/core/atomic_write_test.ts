@@ -21,3 +21,28 @@ Deno.test("writeFileAtomic() fails cleanly when the folder is missing", async ()
     Deno.errors.NotFound,
   );
 });
+
+Deno.test("writeFileAtomic() calls beforeRename with the flushed temporary file", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = join(dir, "a.bin");
+    await writeFileAtomic(path, new TextEncoder().encode("old"));
+    let seen = "";
+    await assertRejects(
+      () =>
+        writeFileAtomic(path, new TextEncoder().encode("new"), {
+          beforeRename: async (temp) => {
+            seen = await Deno.readTextFile(temp);
+            throw new Error("killed");
+          },
+        }),
+      Error,
+      "killed",
+    );
+    assertEquals(seen, "new");
+    assertEquals(await Deno.readTextFile(path), "old");
+    assertEquals([...Deno.readDirSync(dir)].map((e) => e.name), ["a.bin"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -26,3 +26,19 @@ export class InputError extends Error {
     this.name = "InputError";
   }
 }
+
+/**
+ * The message of a thrown value: an `Error`'s `message`, anything else as a string. For log
+ * lines and published reasons, where a stack would be noise.
+ *
+ * @example
+ * ```ts
+ * import { errorMessage } from "./errors.ts";
+ *
+ * errorMessage(new Error("disk full")); // "disk full"
+ * errorMessage("timeout"); // "timeout"
+ * ```
+ */
+export function errorMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
