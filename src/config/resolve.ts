@@ -6,6 +6,8 @@
  * @module
  */
 import { isAbsolute, resolve } from "node:path";
+import type { ResizeMode, Roi } from "../core/capture.ts";
+import type { ThresholdPolicy } from "../core/threshold_policy.ts";
 import { checkPipeline } from "./check.ts";
 import { ConfigError } from "./config_error.ts";
 import { DEFAULTS } from "./defaults.ts";
@@ -14,24 +16,6 @@ import { type CameraSource, parseSource } from "./source.ts";
 
 /** ONNX Runtime execution providers, in the order given (`cpu` is always tried last). */
 export type ExecutionProviderName = "tensorrt" | "cuda" | "webgpu" | "cpu";
-
-/**
- * How frames reach the model's input size:
- * - `exact`: ffmpeg only crops and caps the frame rate; the service resizes with
- *   PyTorch-exact bilinear (what anomalib's export does);
- * - `ffmpeg`: ffmpeg's scaler resizes (cheaper, not bit-exact);
- * - `auto`: whatever matches the model's recorded resize method (today `exact`, as every
- *   model records `bilinear`); the pipeline decides once the model is loaded.
- */
-export type ResizeMode = "auto" | "exact" | "ffmpeg";
-
-/** A crop in source pixels, applied before resizing. */
-export interface Roi {
-  readonly x: number;
-  readonly y: number;
-  readonly width: number;
-  readonly height: number;
-}
 
 /** Hardware-decode settings passed to ffmpeg before `-i`. */
 export interface Hwaccel {
@@ -63,19 +47,18 @@ export interface ResolvedCamera {
   readonly stallTimeoutMs: number;
   /** Restart delays: jittered exponential from `initialMs`, capped at `maxMs`. */
   readonly backoff: { readonly initialMs: number; readonly maxMs: number };
-  readonly resize: ResizeMode;
+  /**
+   * Where frames are resized ({@linkcode ResizeMode}), or `auto`: whatever matches the
+   * model's recorded resize method, which only the loaded model tells; the pipeline
+   * resolves it once the model is loaded (today `exact`, as every model records
+   * `bilinear`).
+   */
+  readonly resize: ResizeMode | "auto";
   /** Hardware decode, or null for software decode. */
   readonly hwaccel: Hwaccel | null;
   /** A disabled camera is validated but not started. */
   readonly enabled: boolean;
 }
-
-/** The threshold that makes a frame anomalous. */
-export type ThresholdPolicy =
-  /** The model's own calibrated threshold (frames are never anomalous without one). */
-  | { readonly policy: "model" }
-  /** A fixed raw-score threshold. */
-  | { readonly policy: "fixed"; readonly value: number };
 
 /**
  * What a bare state dict cannot say about itself (and the shape of the built-in model when

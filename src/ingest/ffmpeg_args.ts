@@ -4,30 +4,12 @@
  *
  * @module
  */
+import type { ResizeMode, Roi } from "../core/capture.ts";
+import { assertNonNegativeInteger, assertPositiveInteger } from "../core/check.ts";
 import type { CameraSource } from "./source.ts";
-
-/**
- * Where frames are resized to the model's input size:
- *
- * - `"ffmpeg"`: inside ffmpeg with `scale=W:H:flags=bilinear`. Cheapest, but swscale's
- *   bilinear averages over the source footprint when downscaling, so pixels differ from
- *   PyTorch's `F.interpolate(mode="bilinear")` that anomalib calibrates with.
- * - `"exact"`: ffmpeg writes frames at source (or ROI) size and the ingest resizes them with
- *   `resizeBilinear` (PyTorch-exact). Costs CPU in Deno: about one float conversion per
- *   source pixel.
- */
-export type ResizeMode = "ffmpeg" | "exact";
 
 /** A width and a height in pixels. */
 export interface Size {
-  readonly width: number;
-  readonly height: number;
-}
-
-/** A region of interest in source pixels: the frame is cropped to it before resizing. */
-export interface Roi {
-  readonly x: number;
-  readonly y: number;
   readonly width: number;
   readonly height: number;
 }
@@ -96,24 +78,13 @@ export interface FfmpegArgsOptions {
 /** The default RTSP socket timeout of {@linkcode FfmpegArgsOptions.ioTimeoutMs}. */
 export const DEFAULT_IO_TIMEOUT_MS = 5000;
 
-function checkPositiveInteger(name: string, v: number): void {
-  if (!Number.isInteger(v) || v < 1) {
-    throw new RangeError(
-      `Cannot build ffmpeg arguments: ${name} must be a positive integer, got ${v}`,
-    );
-  }
-}
+const ACTION = "Cannot build ffmpeg arguments";
 
 function checkRoi(roi: Roi): void {
-  for (const k of ["x", "y"] as const) {
-    if (!Number.isInteger(roi[k]) || roi[k] < 0) {
-      throw new RangeError(
-        `Cannot build ffmpeg arguments: roi.${k} must be a non-negative integer, got ${roi[k]}`,
-      );
-    }
-  }
-  checkPositiveInteger("roi.width", roi.width);
-  checkPositiveInteger("roi.height", roi.height);
+  assertNonNegativeInteger(roi.x, "roi.x", ACTION);
+  assertNonNegativeInteger(roi.y, "roi.y", ACTION);
+  assertPositiveInteger(roi.width, "roi.width", ACTION);
+  assertPositiveInteger(roi.height, "roi.height", ACTION);
 }
 
 /**
@@ -223,16 +194,16 @@ function inputArgs(
  * ```
  */
 export function ffmpegArgs(source: CameraSource, options: FfmpegArgsOptions): string[] {
-  checkPositiveInteger("width", options.width);
-  checkPositiveInteger("height", options.height);
+  assertPositiveInteger(options.width, "width", ACTION);
+  assertPositiveInteger(options.height, "height", ACTION);
   if (options.fps !== undefined && !(Number.isFinite(options.fps) && options.fps > 0)) {
     throw new RangeError(`Cannot build ffmpeg arguments: fps must be positive, got ${options.fps}`);
   }
   if (options.roi) checkRoi(options.roi);
   const mode = options.resize ?? "ffmpeg";
   const frame = ffmpegFrameSize(options);
-  checkPositiveInteger("source width", frame.width);
-  checkPositiveInteger("source height", frame.height);
+  assertPositiveInteger(frame.width, "source width", ACTION);
+  assertPositiveInteger(frame.height, "source height", ACTION);
 
   const filters: string[] = [];
   if (options.fps !== undefined) filters.push(`fps=${options.fps}`);

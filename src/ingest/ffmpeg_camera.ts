@@ -14,10 +14,9 @@ import {
   type FfmpegArgsOptions,
   ffmpegFrameSize,
   type HwAccel,
-  type ResizeMode,
-  type Roi,
   type Size,
 } from "./ffmpeg_args.ts";
+import type { ResizeMode, Roi } from "../core/capture.ts";
 import { FrameAssembler } from "./frame_assembler.ts";
 import { LineRing } from "./line_ring.ts";
 import { probeVideoSize } from "./probe.ts";

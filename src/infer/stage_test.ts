@@ -1,12 +1,12 @@
 import type { Frame, ScoredFrame } from "../core/frame.ts";
 import { createLogger } from "../core/log.ts";
 import type { Tensor } from "../core/tensor.ts";
-import type { InferenceEngine, InferenceOutput } from "../infer/engine.ts";
-import { createOnnxEngine } from "../infer/onnx/engine.ts";
+import type { InferenceEngine, InferenceOutput } from "./engine.ts";
+import { createOnnxEngine } from "./onnx/engine.ts";
 import { syntheticModel } from "../model/synthetic.ts";
 import { assertAlmostEquals, assertEquals, assertOk } from "../../tests/assert.ts";
-import { Batcher } from "./batcher.ts";
-import { InferenceStage } from "./inference_stage.ts";
+import { Batcher } from "../batch/batcher.ts";
+import { InferenceStage } from "./stage.ts";
 
 /**
  * A stand-in engine: frame i's score is its first red byte / 255 and its map is filled

@@ -31,10 +31,11 @@ import type { Frame, ScoredFrame } from "../core/frame.ts";
 import type { Logger } from "../core/log.ts";
 import { type PercentileSnapshot, RollingPercentiles } from "../core/percentiles.ts";
 import { item } from "../core/tensor.ts";
-import type { InferenceEngine, InferenceOutput } from "../infer/engine.ts";
+import type { InferenceEngine, InferenceOutput } from "./engine.ts";
 import type { Thresholds } from "../model/model.ts";
 import { framesToTensor } from "./batch_tensor.ts";
-import { judgeScore, type ThresholdPolicy } from "./threshold_policy.ts";
+import type { ThresholdPolicy } from "../core/threshold_policy.ts";
+import { judgeScore } from "./judge.ts";
 
 /** What the stage needs to know about the model an engine serves. */
 export interface ModelInfo {
