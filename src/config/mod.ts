@@ -35,4 +35,4 @@ export {
   resolvePipeline,
 } from "./resolve.ts";
 export { type CameraFile, durationMs, type PipelineFile } from "./schema.ts";
-export { type CameraSource, parseSource } from "./source.ts";
+export { resolveSource } from "./source.ts";

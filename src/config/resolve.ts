@@ -12,7 +12,9 @@ import { checkPipeline } from "./check.ts";
 import { ConfigError } from "./config_error.ts";
 import { DEFAULTS } from "./defaults.ts";
 import { type CameraFile, durationMs, type PipelineFile } from "./schema.ts";
-import { type CameraSource, parseSource } from "./source.ts";
+import { type CameraSource, sourceSecrets } from "../core/source.ts";
+import { urlSecrets } from "../core/redact.ts";
+import { resolveSource } from "./source.ts";
 
 /** ONNX Runtime execution providers, in the order given (`cpu` is always tried last). */
 export type ExecutionProviderName = "tensorrt" | "cuda" | "webgpu" | "cpu";
@@ -286,17 +288,6 @@ function absolute(baseDir: string, path: string): string {
   return isAbsolute(path) ? path : resolve(baseDir, path);
 }
 
-function urlPassword(text: string): string[] {
-  try {
-    const url = new URL(text);
-    const out = [url.password, decodeURIComponent(url.password)];
-    if (url.password === "") out.length = 0;
-    return out;
-  } catch {
-    return [];
-  }
-}
-
 /** The embedded broker to start and the URL clients reach it at. */
 function embeddedBroker(host: string, port: number): Pick<ResolvedMqtt, "url" | "embedded"> {
   return {
@@ -306,7 +297,7 @@ function embeddedBroker(host: string, port: number): Pick<ResolvedMqtt, "url" | 
 }
 
 function resolveCamera(c: CameraFile, baseDir: string): ResolvedCamera {
-  const parsed = parseSource(c.url, baseDir);
+  const parsed = resolveSource(c.url, baseDir);
   // The schema has checked the URL already.
   if (!parsed.ok) throw new Error(`Cannot resolve camera ${c.name}: ${parsed.message}`);
   const d = DEFAULTS.camera;
@@ -493,9 +484,8 @@ function resolveValid(
   };
   const secrets = new Set<string>(options.secrets ?? []);
   if (q.password !== undefined) secrets.add(q.password);
-  for (const url of [...file.cameras.map((c) => c.url), q.url ?? ""]) {
-    for (const s of urlPassword(url)) secrets.add(s);
-  }
+  for (const c of pipeline.cameras) for (const s of sourceSecrets(c.source)) secrets.add(s);
+  for (const s of urlSecrets(q.url ?? "")) secrets.add(s);
   Object.defineProperty(pipeline, "secrets", {
     value: [...secrets].filter((s) => s !== ""),
     enumerable: false,

@@ -6,7 +6,7 @@
  */
 import type { ResizeMode, Roi } from "../core/capture.ts";
 import { assertNonNegativeInteger, assertPositiveInteger } from "../core/check.ts";
-import type { CameraSource } from "./source.ts";
+import type { CameraSource } from "../core/source.ts";
 
 /** A width and a height in pixels. */
 export interface Size {

@@ -1,6 +1,6 @@
 import { assertEquals, assertThrows } from "../../tests/assert.ts";
 import { ffmpegArgs, ffmpegFrameSize, ffprobeArgs } from "./ffmpeg_args.ts";
-import { parseSource } from "./source.ts";
+import { parseSource } from "../core/source.ts";
 
 const HEAD = ["-hide_banner", "-nostats", "-nostdin", "-loglevel", "warning"];
 const TAIL = ["-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"];

@@ -20,7 +20,7 @@ import type { ResizeMode, Roi } from "../core/capture.ts";
 import { FrameAssembler } from "./frame_assembler.ts";
 import { LineRing } from "./line_ring.ts";
 import { probeVideoSize } from "./probe.ts";
-import { type CameraSource, describeSource, parseSource, sourceSecrets } from "./source.ts";
+import { type CameraSource, describeSource, sourceSecrets } from "../core/source.ts";
 
 /** Restart delays of {@linkcode FfmpegCameraOptions.backoff}. */
 export interface CameraBackoffOptions {
@@ -39,10 +39,11 @@ export interface FfmpegCameraOptions {
   /** The camera's name: `Frame.camera` and `CameraStatus.camera`. */
   readonly name: string;
   /**
-   * `rtsp://` / `rtsps://` URL, a file path, `lavfi:<graph>` or `/dev/videoN` (see
-   * {@linkcode parseSource}). Credentials in the URL are redacted everywhere but ffmpeg's argv.
+   * What to read, as the pipeline config resolved it (or `parseSource` in
+   * `src/core/source.ts` made it from a string). Credentials in an RTSP URL are redacted
+   * everywhere but ffmpeg's argv.
    */
-  readonly source: string;
+  readonly source: CameraSource;
   /** The model's input width: every frame has this width. */
   readonly width: number;
   /** The model's input height. */
@@ -212,7 +213,7 @@ export class FfmpegCamera implements AsyncDisposable {
   constructor(options: FfmpegCameraOptions) {
     if (options.name.trim() === "") throw new TypeError("Cannot create camera: name is empty");
     this.name = options.name;
-    this.#source = parseSource(options.source);
+    this.#source = options.source;
     this.#secrets = [...sourceSecrets(this.#source), ...(options.secrets ?? [])];
     this.#where = redact(describeSource(this.#source), this.#secrets);
     this.#model = { width: options.width, height: options.height };

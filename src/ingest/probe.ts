@@ -5,7 +5,7 @@
  */
 import { redact } from "../core/redact.ts";
 import { ffprobeArgs, type Size } from "./ffmpeg_args.ts";
-import { type CameraSource, describeSource, sourceSecrets } from "./source.ts";
+import { type CameraSource, describeSource, sourceSecrets } from "../core/source.ts";
 
 /** Options of {@linkcode probeVideoSize}. */
 export interface ProbeOptions {

@@ -399,8 +399,7 @@ function cameraOptions(
   const resize = c.resize === "auto" ? resizeModeFor(ctx.resize) : c.resize;
   return {
     name: c.name,
-    // File paths were resolved against the pipeline file's folder; ffmpeg gets that path.
-    source: c.source.kind === "file" ? c.source.path : c.url,
+    source: c.source,
     width: ctx.width,
     height: ctx.height,
     resize,
