@@ -38,8 +38,8 @@ export interface FfmpegArgsOptions {
   readonly width: number;
   /** The model's input height. */
   readonly height: number;
-  /** Where frames are resized. Default `"ffmpeg"`. */
-  readonly resize?: ResizeMode;
+  /** Where frames are resized (see {@linkcode ResizeMode}). */
+  readonly resize: ResizeMode;
   /**
    * The source's frame size, required in `"exact"` mode without an ROI: ffmpeg then writes
    * frames of exactly this size (a `scale` pinned to it, which is a pure format conversion
@@ -59,12 +59,12 @@ export interface FfmpegArgsOptions {
    * V4L2 camera, `["-analyzeduration", "1000000"]` to connect faster to an RTSP camera.
    */
   readonly inputArgs?: readonly string[];
-  /** Files only: loop forever (`-stream_loop -1`). Default false (the stream ends). */
-  readonly loop?: boolean;
+  /** Files only: loop forever (`-stream_loop -1`) instead of ending (and restarting). */
+  readonly loop: boolean;
   /** Files and lavfi: read at the native frame rate (`-re`). Default true. */
   readonly realtime?: boolean;
-  /** RTSP only: the transport. Default `"tcp"` (`rtsps://` requires it). */
-  readonly rtspTransport?: "tcp" | "udp";
+  /** RTSP only: the transport (`rtsps://` requires `"tcp"`). */
+  readonly rtspTransport: "tcp" | "udp";
   /**
    * RTSP only: the socket I/O timeout in milliseconds (`-timeout`, which ffmpeg takes in
    * microseconds), so that a dead camera makes ffmpeg fail instead of waiting forever.
@@ -74,6 +74,12 @@ export interface FfmpegArgsOptions {
   /** ffmpeg's `-loglevel`. Default `"warning"`: stderr holds only what needs attention. */
   readonly logLevel?: string;
 }
+
+/** The options ffprobe shares with ffmpeg (see {@linkcode FfmpegArgsOptions}). */
+export type FfprobeArgsOptions = Pick<
+  FfmpegArgsOptions,
+  "rtspTransport" | "ioTimeoutMs" | "inputArgs"
+>;
 
 /** The default RTSP socket timeout of {@linkcode FfmpegArgsOptions.ioTimeoutMs}. */
 export const DEFAULT_IO_TIMEOUT_MS = 5000;
@@ -94,7 +100,7 @@ function checkRoi(roi: Roi): void {
  * @throws {TypeError} in `"exact"` mode with neither an ROI nor `sourceSize`.
  */
 export function ffmpegFrameSize(options: FfmpegArgsOptions): Size {
-  if ((options.resize ?? "ffmpeg") === "ffmpeg") {
+  if (options.resize === "ffmpeg") {
     return { width: options.width, height: options.height };
   }
   if (options.roi) return { width: options.roi.width, height: options.roi.height };
@@ -120,7 +126,7 @@ function inputArgs(
   const realtime = !forProbe && (options.realtime ?? true);
   switch (source.kind) {
     case "rtsp": {
-      const transport = options.rtspTransport ?? "tcp";
+      const transport = options.rtspTransport;
       if (source.tls && transport !== "tcp") {
         throw new RangeError("Cannot build ffmpeg arguments: rtsps:// needs rtspTransport tcp");
       }
@@ -188,7 +194,7 @@ function inputArgs(
  * @example
  * ```ts
  * const argv = ffmpegArgs(parseSource("lavfi:testsrc=size=640x480:rate=10"), {
- *   width: 256, height: 256, fps: 5,
+ *   width: 256, height: 256, resize: "ffmpeg", loop: false, rtspTransport: "tcp", fps: 5,
  * });
  * new Deno.Command("ffmpeg", { args: argv, stdout: "piped" });
  * ```
@@ -200,7 +206,7 @@ export function ffmpegArgs(source: CameraSource, options: FfmpegArgsOptions): st
     throw new RangeError(`Cannot build ffmpeg arguments: fps must be positive, got ${options.fps}`);
   }
   if (options.roi) checkRoi(options.roi);
-  const mode = options.resize ?? "ffmpeg";
+  const mode = options.resize;
   const frame = ffmpegFrameSize(options);
   assertPositiveInteger(frame.width, "source width", ACTION);
   assertPositiveInteger(frame.height, "source height", ACTION);
@@ -245,13 +251,13 @@ export function ffmpegArgs(source: CameraSource, options: FfmpegArgsOptions): st
  */
 export function ffprobeArgs(
   source: CameraSource,
-  options: Pick<FfmpegArgsOptions, "rtspTransport" | "ioTimeoutMs" | "inputArgs"> = {},
+  options: FfprobeArgsOptions,
 ): string[] {
   return [
     "-hide_banner",
     "-loglevel",
     "error",
-    ...inputArgs(source, { width: 1, height: 1, ...options }, true),
+    ...inputArgs(source, { width: 1, height: 1, resize: "ffmpeg", loop: false, ...options }, true),
     "-select_streams",
     "v:0",
     "-show_entries",

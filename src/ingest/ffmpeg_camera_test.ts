@@ -13,6 +13,9 @@ import { parseSource } from "../core/source.ts";
 import { FfmpegCamera, type FfmpegCameraOptions } from "./ffmpeg_camera.ts";
 
 const FAST = {
+  resize: "ffmpeg",
+  loop: false,
+  rtspTransport: "tcp",
   stallTimeoutMs: 3000,
   startTimeoutMs: 8000,
   backoff: { initialMs: 50, maxMs: 400 },
