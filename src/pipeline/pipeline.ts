@@ -281,7 +281,7 @@ export class Pipeline implements AsyncDisposable {
             name: c.name,
             width,
             height,
-            fps: c.fps ?? 4,
+            ...(c.fps !== null ? { fps: c.fps } : {}),
             logger: log,
           });
         } else {
