@@ -193,6 +193,8 @@ function inputArgs(
  *
  * @example
  * ```ts
+ * import { parseSource } from "../core/source.ts";
+ *
  * const argv = ffmpegArgs(parseSource("lavfi:testsrc=size=640x480:rate=10"), {
  *   width: 256, height: 256, resize: "ffmpeg", loop: false, rtspTransport: "tcp", fps: 5,
  * });

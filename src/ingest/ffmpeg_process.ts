@@ -24,7 +24,10 @@ export interface StopProcessOptions {
  *
  * @example
  * ```ts
+ * const child = new Deno.Command("sleep", { args: ["30"], stdout: "null", stderr: "null" })
+ *   .spawn();
  * const status = await stopProcess(child, { ended: false, graceMs: 2000 });
+ * console.log(status.signal); // "SIGTERM"
  * ```
  */
 export async function stopProcess(
