@@ -292,7 +292,7 @@ export class Pipeline implements AsyncDisposable {
             );
           }
           camera = new FfmpegCamera(
-            cameraOptions(c, { width, height, resize: model.resize, config, log, publisher }),
+            cameraOptions(c, { width, height, modelResize: model.resize, config, log, publisher }),
           );
         }
         stack.use(camera);
@@ -390,13 +390,14 @@ function cameraOptions(
   ctx: {
     width: number;
     height: number;
-    resize: ResizeMethod;
+    /** How the loaded model was calibrated to be resized (for `resize: auto`). */
+    modelResize: ResizeMethod;
     config: ResolvedPipeline;
     log: Logger;
     publisher: MqttPublisher;
   },
 ): ConstructorParameters<typeof FfmpegCamera>[0] {
-  const resize = c.resize === "auto" ? resizeModeFor(ctx.resize) : c.resize;
+  const resize = c.resize === "auto" ? resizeModeFor(ctx.modelResize) : c.resize;
   return {
     name: c.name,
     source: c.source,
