@@ -14,7 +14,7 @@ const ALLOWED: Record<string, string[]> = {
   image: ["core"],
   infer: ["core", "model", "image"],
   ingest: ["core", "image"],
-  batch: ["core", "model", "infer"],
+  batch: ["core"],
   publish: ["core", "image"],
   http: ["core"],
   pipeline: [

@@ -17,9 +17,14 @@
  *
  * @example
  * ```ts
- * await using batcher = new Batcher({ maxBatch: 4, maxWaitMs: 20, queuePerCamera: 4 });
- * camera.frames.pipeTo(batcher.writable());
- * for await (const batch of batcher.readable) console.log(batch.length);
+ * await using batcher = new Batcher({ maxBatch: 2, maxWaitMs: 20, queuePerCamera: 4 });
+ * const rgb = new Uint8Array(3);
+ * for (const seq of [0, 1, 2]) {
+ *   batcher.push({ camera: "cam", seq, capturedAt: Date.now(), width: 1, height: 1, rgb });
+ * }
+ * batcher.close();
+ * for await (const batch of batcher.readable) console.log(batch.length); // 2, then 1
+ * // With a camera: camera.readable.pipeTo(batcher.writable())
  * ```
  *
  * @module

@@ -20,7 +20,6 @@ export {
   type ExecutionProviderName,
   type Hwaccel,
   type ModelHints,
-  type ResizeMode,
   type ResolvedBatching,
   type ResolvedCamera,
   type ResolvedCameraRetrain,
@@ -34,8 +33,6 @@ export {
   type ResolvedTls,
   type ResolveOptions,
   resolvePipeline,
-  type Roi,
-  type ThresholdPolicy,
 } from "./resolve.ts";
 export { type CameraFile, durationMs, type PipelineFile } from "./schema.ts";
-export { type CameraSource, parseSource } from "./source.ts";
+export { resolveSource } from "./source.ts";

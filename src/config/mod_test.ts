@@ -11,7 +11,7 @@ Deno.test("mod.ts exports the pipeline API", () => {
       "formatIssue",
       "loadPipeline",
       "parsePipeline",
-      "parseSource",
+      "resolveSource",
       "REDACTED",
       "redactedConfig",
       "resolvePipeline",

@@ -6,32 +6,18 @@
  * @module
  */
 import { isAbsolute, resolve } from "node:path";
+import type { ResizeMode, Roi } from "../core/capture.ts";
+import type { ThresholdPolicy } from "../core/threshold_policy.ts";
 import { checkPipeline } from "./check.ts";
 import { ConfigError } from "./config_error.ts";
 import { DEFAULTS } from "./defaults.ts";
 import { type CameraFile, durationMs, type PipelineFile } from "./schema.ts";
-import { type CameraSource, parseSource } from "./source.ts";
+import { type CameraSource, sourceSecrets } from "../core/source.ts";
+import { urlSecrets } from "../core/redact.ts";
+import { resolveSource } from "./source.ts";
 
 /** ONNX Runtime execution providers, in the order given (`cpu` is always tried last). */
 export type ExecutionProviderName = "tensorrt" | "cuda" | "webgpu" | "cpu";
-
-/**
- * How frames reach the model's input size:
- * - `exact`: ffmpeg only crops and caps the frame rate; the service resizes with
- *   PyTorch-exact bilinear (what anomalib's export does);
- * - `ffmpeg`: ffmpeg's scaler resizes (cheaper, not bit-exact);
- * - `auto`: whatever matches the model's recorded resize method (today `exact`, as every
- *   model records `bilinear`); the pipeline decides once the model is loaded.
- */
-export type ResizeMode = "auto" | "exact" | "ffmpeg";
-
-/** A crop in source pixels, applied before resizing. */
-export interface Roi {
-  readonly x: number;
-  readonly y: number;
-  readonly width: number;
-  readonly height: number;
-}
 
 /** Hardware-decode settings passed to ffmpeg before `-i`. */
 export interface Hwaccel {
@@ -63,19 +49,18 @@ export interface ResolvedCamera {
   readonly stallTimeoutMs: number;
   /** Restart delays: jittered exponential from `initialMs`, capped at `maxMs`. */
   readonly backoff: { readonly initialMs: number; readonly maxMs: number };
-  readonly resize: ResizeMode;
+  /**
+   * Where frames are resized ({@linkcode ResizeMode}), or `auto`: whatever matches the
+   * model's recorded resize method, which only the loaded model tells; the pipeline
+   * resolves it once the model is loaded (today `exact`, as every model records
+   * `bilinear`).
+   */
+  readonly resize: ResizeMode | "auto";
   /** Hardware decode, or null for software decode. */
   readonly hwaccel: Hwaccel | null;
   /** A disabled camera is validated but not started. */
   readonly enabled: boolean;
 }
-
-/** The threshold that makes a frame anomalous. */
-export type ThresholdPolicy =
-  /** The model's own calibrated threshold (frames are never anomalous without one). */
-  | { readonly policy: "model" }
-  /** A fixed raw-score threshold. */
-  | { readonly policy: "fixed"; readonly value: number };
 
 /**
  * What a bare state dict cannot say about itself (and the shape of the built-in model when
@@ -303,17 +288,6 @@ function absolute(baseDir: string, path: string): string {
   return isAbsolute(path) ? path : resolve(baseDir, path);
 }
 
-function urlPassword(text: string): string[] {
-  try {
-    const url = new URL(text);
-    const out = [url.password, decodeURIComponent(url.password)];
-    if (url.password === "") out.length = 0;
-    return out;
-  } catch {
-    return [];
-  }
-}
-
 /** The embedded broker to start and the URL clients reach it at. */
 function embeddedBroker(host: string, port: number): Pick<ResolvedMqtt, "url" | "embedded"> {
   return {
@@ -323,7 +297,7 @@ function embeddedBroker(host: string, port: number): Pick<ResolvedMqtt, "url" | 
 }
 
 function resolveCamera(c: CameraFile, baseDir: string): ResolvedCamera {
-  const parsed = parseSource(c.url, baseDir);
+  const parsed = resolveSource(c.url, baseDir);
   // The schema has checked the URL already.
   if (!parsed.ok) throw new Error(`Cannot resolve camera ${c.name}: ${parsed.message}`);
   const d = DEFAULTS.camera;
@@ -510,9 +484,8 @@ function resolveValid(
   };
   const secrets = new Set<string>(options.secrets ?? []);
   if (q.password !== undefined) secrets.add(q.password);
-  for (const url of [...file.cameras.map((c) => c.url), q.url ?? ""]) {
-    for (const s of urlPassword(url)) secrets.add(s);
-  }
+  for (const c of pipeline.cameras) for (const s of sourceSecrets(c.source)) secrets.add(s);
+  for (const s of urlSecrets(q.url ?? "")) secrets.add(s);
   Object.defineProperty(pipeline, "secrets", {
     value: [...secrets].filter((s) => s !== ""),
     enumerable: false,

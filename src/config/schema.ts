@@ -7,7 +7,7 @@
  */
 import { z } from "zod";
 import { DEFAULTS } from "./defaults.ts";
-import { parseSource } from "./source.ts";
+import { classifySource } from "../core/source.ts";
 
 /** ONNX Runtime execution providers a pipeline may ask for. */
 export const EXECUTION_PROVIDERS = ["tensorrt", "cuda", "webgpu", "cpu"] as const;
@@ -110,7 +110,7 @@ const cameraSchema = mapping({
       "starting with a letter or digit",
   }).refine((n) => n.length <= 64, { error: "expected at most 64 characters" }),
   url: z.string({ error: "expected a string" }).superRefine((u, ctx) => {
-    const parsed = parseSource(u, ".");
+    const parsed = classifySource(u);
     if (!parsed.ok) ctx.addIssue({ code: "custom", message: parsed.message });
   }),
   fps: positiveNumber().optional(),
@@ -130,7 +130,7 @@ const cameraSchema = mapping({
     }).optional(),
   }).optional(),
 }).superRefine((camera, ctx) => {
-  const parsed = parseSource(camera.url, ".");
+  const parsed = classifySource(camera.url);
   if (!parsed.ok) return;
   const kind = parsed.source.kind;
   if (camera.rtsp_transport !== undefined && kind !== "rtsp") {

@@ -20,3 +20,26 @@ export function redact(text: string, secrets: readonly string[] = []): string {
   }
   return out.replace(URL_CREDENTIALS, "$1***:***@");
 }
+
+/**
+ * The password of a URL with credentials (`scheme://user:password@host...`), raw and
+ * percent-decoded, to pass to {@linkcode redact} for text that may quote it outside the
+ * URL. Empty when the text has no password.
+ *
+ * @example
+ * ```ts
+ * urlSecrets("rtsp://admin:p%40ss@cam/1"); // ["p%40ss", "p@ss"]
+ * ```
+ */
+export function urlSecrets(text: string): string[] {
+  const m = /^[a-z][a-z0-9+.-]*:\/\/[^/@\s:]*:([^/@\s]*)@/i.exec(text);
+  const password = m?.[1];
+  if (!password) return [];
+  const out = new Set([password]);
+  try {
+    out.add(decodeURIComponent(password));
+  } catch {
+    // not valid percent-encoding: the raw form is enough
+  }
+  return [...out];
+}

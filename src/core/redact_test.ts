@@ -1,5 +1,5 @@
 import { assertEquals } from "../../tests/assert.ts";
-import { redact } from "./redact.ts";
+import { redact, urlSecrets } from "./redact.ts";
 
 Deno.test("redact() hides user and password of URLs in text", () => {
   assertEquals(
@@ -17,4 +17,12 @@ Deno.test("redact() hides listed secrets wherever they appear", () => {
 Deno.test("redact() hides a listed password that holds @ and : inside a URL", () => {
   const out = redact("rtsp://viewer:p@ss:word@h/s", ["p@ss:word"]);
   assertEquals(out.includes("ss:word"), false);
+});
+
+Deno.test("urlSecrets() returns a URL's password, raw and decoded", () => {
+  assertEquals(urlSecrets("mqtt://u:p%40ss@broker:1883"), ["p%40ss", "p@ss"]);
+  assertEquals(urlSecrets("rtsp://u:plain@cam/1"), ["plain"]);
+  assertEquals(urlSecrets("rtsp://u@cam/1"), []);
+  assertEquals(urlSecrets("lavfi:testsrc"), []);
+  assertEquals(urlSecrets(""), []);
 });

@@ -1,6 +1,9 @@
 /**
- * Camera sources: what a camera's `url` names, told apart once for the whole service (the
- * pipeline config validates with it, the ingest stage builds ffmpeg's input from it):
+ * Camera sources: what a camera's `url` names, told apart once for the whole service. The
+ * pipeline config classifies each `url` once ({@linkcode classifySource}, through
+ * `src/config/source.ts`) and hands the {@linkcode CameraSource} to the ingest stage, which
+ * builds ffmpeg's input from it and shows it with credentials redacted
+ * ({@linkcode describeSource}, {@linkcode sourceSecrets}). The forms:
  *
  * - `rtsp://[user:pass@]host[:port]/path` and `rtsps://...`: a network camera (credentials
  *   may sit in the URL);
@@ -11,6 +14,7 @@
  * @module
  */
 import { fileURLToPath } from "node:url";
+import { redact, urlSecrets } from "./redact.ts";
 
 /** An RTSP camera (`rtsp://` or `rtsps://`, credentials allowed in the URL). */
 export interface RtspSource {
@@ -106,4 +110,47 @@ export function classifySource(text: string): SourceParse {
     return { ok: false, message: `unsupported source prefix ${prefix}: ${EXPECTED}` };
   }
   return { ok: true, source: { kind: "file", path: text } };
+}
+
+/**
+ * Parses a camera source string with {@linkcode classifySource}, for code that has a string
+ * and no pipeline file (tools, tests).
+ *
+ * @throws {TypeError} when the string names no source (empty, an unsupported scheme such as
+ * `http://`, ...); the message holds the source with credentials redacted.
+ *
+ * @example
+ * ```ts
+ * parseSource("rtsp://admin:pw@10.0.0.5/s1"); // { kind: "rtsp", url: ..., tls: false }
+ * parseSource("lavfi:testsrc=size=320x240:rate=10"); // { kind: "lavfi", graph: ... }
+ * ```
+ */
+export function parseSource(text: string): CameraSource {
+  const parsed = classifySource(text);
+  if (parsed.ok) return parsed.source;
+  throw new TypeError(`Cannot parse camera source ${redact(text)}: ${parsed.message}`);
+}
+
+/**
+ * The password of an RTSP URL (raw and percent-decoded), to redact from ffmpeg's messages
+ * in case it prints it outside a URL. Empty for other sources and URLs without a password.
+ * (User names are masked only inside URLs: they are not secret, and short ones such as
+ * `cam` would mangle unrelated text.)
+ */
+export function sourceSecrets(source: CameraSource): string[] {
+  return source.kind === "rtsp" ? urlSecrets(source.url) : [];
+}
+
+/** A source as it may appear in logs, status and errors: URL credentials replaced by `***`. */
+export function describeSource(source: CameraSource): string {
+  switch (source.kind) {
+    case "rtsp":
+      return redact(source.url, sourceSecrets(source));
+    case "file":
+      return source.path;
+    case "lavfi":
+      return `lavfi:${source.graph}`;
+    case "v4l2":
+      return source.device;
+  }
 }

@@ -1,10 +1,14 @@
 /**
- * The HTTP server: `Deno.serve` around a {@linkcode Handler}, on 127.0.0.1:8080 by default,
+ * The HTTP server: `Deno.serve` around a {@linkcode Handler} at the address it is given,
  * held with `await using` and stopped by an `AbortSignal` or disposal.
  *
  * @example
  * ```ts
- * await using server = new HttpServer(createHandler({ status }), { port: 8080, signal });
+ * await using server = new HttpServer(createHandler({ status }), {
+ *   hostname: "127.0.0.1",
+ *   port: 8080,
+ *   signal,
+ * });
  * console.log(server.url); // http://127.0.0.1:8080
  * ```
  *
@@ -13,17 +17,15 @@
 import type { Logger } from "../core/log.ts";
 import type { Handler } from "./handler.ts";
 
-/** The default listening address: local only. */
-export const DEFAULT_HOSTNAME = "127.0.0.1";
-/** The default port. */
-export const DEFAULT_PORT = 8080;
-
-/** Options of {@linkcode HttpServer}. */
+/**
+ * Options of {@linkcode HttpServer}. The address has no default here: the pipeline file's
+ * (`http.host`, `http.port`, local only by default) is the one.
+ */
 export interface HttpServerOptions {
-  /** Default {@linkcode DEFAULT_HOSTNAME}. */
-  readonly hostname?: string;
-  /** Default {@linkcode DEFAULT_PORT}; 0 picks a free port (see {@linkcode HttpServer.addr}). */
-  readonly port?: number;
+  /** The address to listen on. */
+  readonly hostname: string;
+  /** The port; 0 picks a free port (see {@linkcode HttpServer.addr}). */
+  readonly port: number;
   /** Stops the server when aborted. */
   readonly signal?: AbortSignal;
   /** Says where the server listens, and when it stops. */
@@ -56,10 +58,9 @@ export class HttpServer implements AsyncDisposable {
    * @throws {Error} "Cannot listen on <host:port>: <reason>" for other failures (the
    * original error as `cause`), or the signal's reason when it is already aborted.
    */
-  constructor(handler: Handler, options: HttpServerOptions = {}) {
+  constructor(handler: Handler, options: HttpServerOptions) {
     options.signal?.throwIfAborted();
-    const hostname = options.hostname ?? DEFAULT_HOSTNAME;
-    const port = options.port ?? DEFAULT_PORT;
+    const { hostname, port } = options;
     this.#logger = options.logger;
     const logger = options.logger;
     try {

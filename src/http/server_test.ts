@@ -4,12 +4,16 @@ import { createHandler } from "./handler.ts";
 import { HttpServer } from "./server.ts";
 import { sampleStatus } from "./_test_utils.ts";
 
+/** The pipeline file's default `http.host`. */
+const LOCAL = "127.0.0.1";
+
 Deno.test("HttpServer() serves /healthz on a real socket and stops when disposed", async () => {
   const lines: string[] = [];
   const logger = createLogger({ sink: (l) => lines.push(l) });
   let url: string;
   {
     await using server = new HttpServer(createHandler({ status: () => sampleStatus() }), {
+      hostname: LOCAL,
       port: 0,
       logger,
     });
@@ -25,9 +29,9 @@ Deno.test("HttpServer() serves /healthz on a real socket and stops when disposed
 
 Deno.test("HttpServer() reports a clear error when the port is taken", async () => {
   const handler = createHandler({ status: () => sampleStatus() });
-  await using first = new HttpServer(handler, { port: 0 });
+  await using first = new HttpServer(handler, { hostname: LOCAL, port: 0 });
   assertThrows(
-    () => new HttpServer(handler, { port: first.addr.port }),
+    () => new HttpServer(handler, { hostname: LOCAL, port: first.addr.port }),
     Deno.errors.AddrInUse,
     `Cannot listen on 127.0.0.1:${first.addr.port}: the address is already in use`,
   );
@@ -36,6 +40,7 @@ Deno.test("HttpServer() reports a clear error when the port is taken", async () 
 Deno.test("HttpServer() stops when its signal aborts", async () => {
   const controller = new AbortController();
   const server = new HttpServer(createHandler({ status: () => sampleStatus() }), {
+    hostname: LOCAL,
     port: 0,
     signal: controller.signal,
   });
@@ -50,6 +55,7 @@ Deno.test("HttpServer() refuses to start with an aborted signal", () => {
   assertThrows(
     () =>
       new HttpServer(createHandler({ status: () => sampleStatus() }), {
+        hostname: LOCAL,
         port: 0,
         signal: controller.signal,
       }),

@@ -4,30 +4,12 @@
  *
  * @module
  */
-import type { CameraSource } from "./source.ts";
-
-/**
- * Where frames are resized to the model's input size:
- *
- * - `"ffmpeg"`: inside ffmpeg with `scale=W:H:flags=bilinear`. Cheapest, but swscale's
- *   bilinear averages over the source footprint when downscaling, so pixels differ from
- *   PyTorch's `F.interpolate(mode="bilinear")` that anomalib calibrates with.
- * - `"exact"`: ffmpeg writes frames at source (or ROI) size and the ingest resizes them with
- *   `resizeBilinear` (PyTorch-exact). Costs CPU in Deno: about one float conversion per
- *   source pixel.
- */
-export type ResizeMode = "ffmpeg" | "exact";
+import type { ResizeMode, Roi } from "../core/capture.ts";
+import { assertNonNegativeInteger, assertPositiveInteger } from "../core/check.ts";
+import type { CameraSource } from "../core/source.ts";
 
 /** A width and a height in pixels. */
 export interface Size {
-  readonly width: number;
-  readonly height: number;
-}
-
-/** A region of interest in source pixels: the frame is cropped to it before resizing. */
-export interface Roi {
-  readonly x: number;
-  readonly y: number;
   readonly width: number;
   readonly height: number;
 }
@@ -56,8 +38,8 @@ export interface FfmpegArgsOptions {
   readonly width: number;
   /** The model's input height. */
   readonly height: number;
-  /** Where frames are resized. Default `"ffmpeg"`. */
-  readonly resize?: ResizeMode;
+  /** Where frames are resized (see {@linkcode ResizeMode}). */
+  readonly resize: ResizeMode;
   /**
    * The source's frame size, required in `"exact"` mode without an ROI: ffmpeg then writes
    * frames of exactly this size (a `scale` pinned to it, which is a pure format conversion
@@ -77,12 +59,12 @@ export interface FfmpegArgsOptions {
    * V4L2 camera, `["-analyzeduration", "1000000"]` to connect faster to an RTSP camera.
    */
   readonly inputArgs?: readonly string[];
-  /** Files only: loop forever (`-stream_loop -1`). Default false (the stream ends). */
-  readonly loop?: boolean;
+  /** Files only: loop forever (`-stream_loop -1`) instead of ending (and restarting). */
+  readonly loop: boolean;
   /** Files and lavfi: read at the native frame rate (`-re`). Default true. */
   readonly realtime?: boolean;
-  /** RTSP only: the transport. Default `"tcp"` (`rtsps://` requires it). */
-  readonly rtspTransport?: "tcp" | "udp";
+  /** RTSP only: the transport (`rtsps://` requires `"tcp"`). */
+  readonly rtspTransport: "tcp" | "udp";
   /**
    * RTSP only: the socket I/O timeout in milliseconds (`-timeout`, which ffmpeg takes in
    * microseconds), so that a dead camera makes ffmpeg fail instead of waiting forever.
@@ -93,27 +75,22 @@ export interface FfmpegArgsOptions {
   readonly logLevel?: string;
 }
 
+/** The options ffprobe shares with ffmpeg (see {@linkcode FfmpegArgsOptions}). */
+export type FfprobeArgsOptions = Pick<
+  FfmpegArgsOptions,
+  "rtspTransport" | "ioTimeoutMs" | "inputArgs"
+>;
+
 /** The default RTSP socket timeout of {@linkcode FfmpegArgsOptions.ioTimeoutMs}. */
 export const DEFAULT_IO_TIMEOUT_MS = 5000;
 
-function checkPositiveInteger(name: string, v: number): void {
-  if (!Number.isInteger(v) || v < 1) {
-    throw new RangeError(
-      `Cannot build ffmpeg arguments: ${name} must be a positive integer, got ${v}`,
-    );
-  }
-}
+const ACTION = "Cannot build ffmpeg arguments";
 
 function checkRoi(roi: Roi): void {
-  for (const k of ["x", "y"] as const) {
-    if (!Number.isInteger(roi[k]) || roi[k] < 0) {
-      throw new RangeError(
-        `Cannot build ffmpeg arguments: roi.${k} must be a non-negative integer, got ${roi[k]}`,
-      );
-    }
-  }
-  checkPositiveInteger("roi.width", roi.width);
-  checkPositiveInteger("roi.height", roi.height);
+  assertNonNegativeInteger(roi.x, "roi.x", ACTION);
+  assertNonNegativeInteger(roi.y, "roi.y", ACTION);
+  assertPositiveInteger(roi.width, "roi.width", ACTION);
+  assertPositiveInteger(roi.height, "roi.height", ACTION);
 }
 
 /**
@@ -123,7 +100,7 @@ function checkRoi(roi: Roi): void {
  * @throws {TypeError} in `"exact"` mode with neither an ROI nor `sourceSize`.
  */
 export function ffmpegFrameSize(options: FfmpegArgsOptions): Size {
-  if ((options.resize ?? "ffmpeg") === "ffmpeg") {
+  if (options.resize === "ffmpeg") {
     return { width: options.width, height: options.height };
   }
   if (options.roi) return { width: options.roi.width, height: options.roi.height };
@@ -149,7 +126,7 @@ function inputArgs(
   const realtime = !forProbe && (options.realtime ?? true);
   switch (source.kind) {
     case "rtsp": {
-      const transport = options.rtspTransport ?? "tcp";
+      const transport = options.rtspTransport;
       if (source.tls && transport !== "tcp") {
         throw new RangeError("Cannot build ffmpeg arguments: rtsps:// needs rtspTransport tcp");
       }
@@ -216,23 +193,25 @@ function inputArgs(
  *
  * @example
  * ```ts
+ * import { parseSource } from "../core/source.ts";
+ *
  * const argv = ffmpegArgs(parseSource("lavfi:testsrc=size=640x480:rate=10"), {
- *   width: 256, height: 256, fps: 5,
+ *   width: 256, height: 256, resize: "ffmpeg", loop: false, rtspTransport: "tcp", fps: 5,
  * });
  * new Deno.Command("ffmpeg", { args: argv, stdout: "piped" });
  * ```
  */
 export function ffmpegArgs(source: CameraSource, options: FfmpegArgsOptions): string[] {
-  checkPositiveInteger("width", options.width);
-  checkPositiveInteger("height", options.height);
+  assertPositiveInteger(options.width, "width", ACTION);
+  assertPositiveInteger(options.height, "height", ACTION);
   if (options.fps !== undefined && !(Number.isFinite(options.fps) && options.fps > 0)) {
     throw new RangeError(`Cannot build ffmpeg arguments: fps must be positive, got ${options.fps}`);
   }
   if (options.roi) checkRoi(options.roi);
-  const mode = options.resize ?? "ffmpeg";
+  const mode = options.resize;
   const frame = ffmpegFrameSize(options);
-  checkPositiveInteger("source width", frame.width);
-  checkPositiveInteger("source height", frame.height);
+  assertPositiveInteger(frame.width, "source width", ACTION);
+  assertPositiveInteger(frame.height, "source height", ACTION);
 
   const filters: string[] = [];
   if (options.fps !== undefined) filters.push(`fps=${options.fps}`);
@@ -274,13 +253,13 @@ export function ffmpegArgs(source: CameraSource, options: FfmpegArgsOptions): st
  */
 export function ffprobeArgs(
   source: CameraSource,
-  options: Pick<FfmpegArgsOptions, "rtspTransport" | "ioTimeoutMs" | "inputArgs"> = {},
+  options: FfprobeArgsOptions,
 ): string[] {
   return [
     "-hide_banner",
     "-loglevel",
     "error",
-    ...inputArgs(source, { width: 1, height: 1, ...options }, true),
+    ...inputArgs(source, { width: 1, height: 1, resize: "ffmpeg", loop: false, ...options }, true),
     "-select_streams",
     "v:0",
     "-show_entries",

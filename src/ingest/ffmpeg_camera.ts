@@ -5,76 +5,55 @@
  * @module
  */
 import type { CameraState, CameraStatus, Frame } from "../core/frame.ts";
+import { assertPositiveInteger } from "../core/check.ts";
+import { errorMessage } from "../core/errors.ts";
 import { createLogger, type Logger } from "../core/log.ts";
 import { redact } from "../core/redact.ts";
 import { Backoff } from "./backoff.ts";
 import { resizeRgbExact } from "./exact_resize.ts";
-import {
-  ffmpegArgs,
-  type FfmpegArgsOptions,
-  ffmpegFrameSize,
-  type HwAccel,
-  type ResizeMode,
-  type Roi,
-  type Size,
-} from "./ffmpeg_args.ts";
+import { ffmpegArgs, type FfmpegArgsOptions, ffmpegFrameSize, type Size } from "./ffmpeg_args.ts";
+import { drainStderr, stopProcess } from "./ffmpeg_process.ts";
 import { FrameAssembler } from "./frame_assembler.ts";
 import { LineRing } from "./line_ring.ts";
 import { probeVideoSize } from "./probe.ts";
-import { type CameraSource, describeSource, parseSource, sourceSecrets } from "./source.ts";
+import { type CameraSource, describeSource, sourceSecrets } from "../core/source.ts";
 
 /** Restart delays of {@linkcode FfmpegCameraOptions.backoff}. */
 export interface CameraBackoffOptions {
-  /** The first restart delay. Default 1000 ms. */
-  readonly initialMs?: number;
-  /** The largest restart delay (doubling stops here). Default 30000 ms. */
-  readonly maxMs?: number;
-  /** Relative jitter of each delay. Default 0.2 (±20 %). */
+  /** The first restart delay, ms. */
+  readonly initialMs: number;
+  /** The largest restart delay, ms (doubling stops here). */
+  readonly maxMs: number;
+  /** Relative jitter of each delay. Default: `Backoff`'s (±20 %). */
   readonly jitter?: number;
   /** Delays start over once a run has delivered frames for this long. Default 10000 ms. */
   readonly resetAfterMs?: number;
 }
 
-/** Options of {@linkcode FfmpegCamera}. */
-export interface FfmpegCameraOptions {
+/**
+ * Options of {@linkcode FfmpegCamera}: what ffmpeg is asked to do (the options of
+ * {@linkcode ffmpegArgs}, documented there; `sourceSize` is probed and `logLevel` fixed)
+ * and how the camera supervises it. What a pipeline file sets has no default here: the
+ * pipeline passes its resolved values.
+ */
+export interface FfmpegCameraOptions extends Omit<FfmpegArgsOptions, "sourceSize" | "logLevel"> {
   /** The camera's name: `Frame.camera` and `CameraStatus.camera`. */
   readonly name: string;
   /**
-   * `rtsp://` / `rtsps://` URL, a file path, `lavfi:<graph>` or `/dev/videoN` (see
-   * {@linkcode parseSource}). Credentials in the URL are redacted everywhere but ffmpeg's argv.
+   * What to read, as the pipeline config resolved it (or `parseSource` in
+   * `src/core/source.ts` made it from a string). Credentials in an RTSP URL are redacted
+   * everywhere but ffmpeg's argv.
    */
-  readonly source: string;
-  /** The model's input width: every frame has this width. */
-  readonly width: number;
-  /** The model's input height. */
-  readonly height: number;
-  /** Where frames are resized to the model size (see {@linkcode ResizeMode}). Default `"ffmpeg"`. */
-  readonly resize?: ResizeMode;
-  /** Caps the frame rate (ffmpeg's `fps` filter). */
-  readonly fps?: number;
-  /** Crops to this region (source pixels) before resizing. */
-  readonly roi?: Roi;
-  /** Hardware decoding arguments for ffmpeg. */
-  readonly hwaccel?: HwAccel;
-  /** More ffmpeg input options before `-i` (see {@linkcode FfmpegArgsOptions.inputArgs}). */
-  readonly inputArgs?: readonly string[];
-  /** Files: loop forever instead of ending (and restarting). Default false. */
-  readonly loop?: boolean;
-  /** Files and lavfi: pace at the native rate (`-re`). Default true. */
-  readonly realtime?: boolean;
-  /** RTSP transport. Default `"tcp"`. */
-  readonly rtspTransport?: "tcp" | "udp";
-  /** RTSP socket timeout (ffmpeg's `-timeout`). Default 5000 ms. */
-  readonly ioTimeoutMs?: number;
-  /** The watchdog restarts ffmpeg when no frame arrives for this long. Default 10000 ms. */
-  readonly stallTimeoutMs?: number;
+  readonly source: CameraSource;
+  /** The watchdog restarts ffmpeg when no frame arrives for this long, ms. */
+  readonly stallTimeoutMs: number;
   /**
    * How long a fresh ffmpeg (and, in exact mode, ffprobe) may take to deliver its first
    * frame before the watchdog restarts it. Default `max(stallTimeoutMs, 15000)`.
    */
   readonly startTimeoutMs?: number;
   /** Restart delays. */
-  readonly backoff?: CameraBackoffOptions;
+  readonly backoff: CameraBackoffOptions;
   /**
    * Give up (state `offline`, stream closed) after this many restarts in a row that
    * delivered no frame. Default `Infinity`: a camera is retried forever, because a camera
@@ -153,7 +132,10 @@ function positive(name: string, v: number): number {
  * @example
  * ```ts
  * await using camera = new FfmpegCamera({
- *   name: "line-1", source: "rtsp://user:pw@10.0.0.5/s1", width: 256, height: 256, fps: 5,
+ *   name: "line-1",
+ *   source: parseSource("rtsp://user:pw@10.0.0.5/s1"),
+ *   width: 256, height: 256, fps: 5, resize: "exact", loop: false, rtspTransport: "tcp",
+ *   stallTimeoutMs: 5000, backoff: { initialMs: 500, maxMs: 30_000 },
  * });
  * for await (const frame of camera.readable) handle(frame);
  * ```
@@ -207,52 +189,48 @@ export class FfmpegCamera implements AsyncDisposable {
   /**
    * Validates the options and starts ffmpeg.
    *
-   * @throws {TypeError} when the name or source is unusable (see {@linkcode parseSource}).
+   * @throws {TypeError} when the name is empty.
    * @throws {RangeError} when a size, rate, ROI, timeout or count is out of range.
    */
   constructor(options: FfmpegCameraOptions) {
     if (options.name.trim() === "") throw new TypeError("Cannot create camera: name is empty");
     this.name = options.name;
-    this.#source = parseSource(options.source);
+    this.#source = options.source;
     this.#secrets = [...sourceSecrets(this.#source), ...(options.secrets ?? [])];
     this.#where = redact(describeSource(this.#source), this.#secrets);
     this.#model = { width: options.width, height: options.height };
-    this.#exact = (options.resize ?? "ffmpeg") === "exact";
+    this.#exact = options.resize === "exact";
     this.#argsOptions = {
       width: options.width,
       height: options.height,
-      resize: options.resize ?? "ffmpeg",
+      resize: options.resize,
+      loop: options.loop,
+      rtspTransport: options.rtspTransport,
       ...(options.fps !== undefined ? { fps: options.fps } : {}),
       ...(options.roi ? { roi: options.roi } : {}),
       ...(options.hwaccel ? { hwaccel: options.hwaccel } : {}),
       ...(options.inputArgs ? { inputArgs: options.inputArgs } : {}),
-      ...(options.loop !== undefined ? { loop: options.loop } : {}),
       ...(options.realtime !== undefined ? { realtime: options.realtime } : {}),
-      ...(options.rtspTransport ? { rtspTransport: options.rtspTransport } : {}),
       ...(options.ioTimeoutMs !== undefined ? { ioTimeoutMs: options.ioTimeoutMs } : {}),
     };
     // Build once now so that bad options throw here, not in the supervisor.
     ffmpegArgs(this.#source, { ...this.#argsOptions, sourceSize: { width: 1, height: 1 } });
-    this.#stallMs = positive("stallTimeoutMs", options.stallTimeoutMs ?? 10_000);
+    this.#stallMs = positive("stallTimeoutMs", options.stallTimeoutMs);
     this.#startMs = positive(
       "startTimeoutMs",
       options.startTimeoutMs ?? Math.max(this.#stallMs, 15_000),
     );
-    const b = options.backoff ?? {};
+    const b = options.backoff;
     this.#backoff = new Backoff({
-      initialMs: b.initialMs ?? 1000,
-      maxMs: b.maxMs ?? Math.max(30_000, b.initialMs ?? 0),
-      jitter: b.jitter ?? 0.2,
+      initialMs: b.initialMs,
+      maxMs: b.maxMs,
+      ...(b.jitter !== undefined ? { jitter: b.jitter } : {}),
     });
     this.#resetAfterMs = b.resetAfterMs ?? 10_000;
     this.#giveUpAfter = options.giveUpAfter ?? Infinity;
     positive("giveUpAfter", this.#giveUpAfter);
     this.#queueSize = options.queueSize ?? 2;
-    if (!Number.isInteger(this.#queueSize) || this.#queueSize < 1) {
-      throw new RangeError(
-        `Cannot create camera: queueSize must be a positive integer, got ${this.#queueSize}`,
-      );
-    }
+    assertPositiveInteger(this.#queueSize, "queueSize", "Cannot create camera");
     this.#killGraceMs = options.killGraceMs ?? 2000;
     this.#ffmpegPath = options.ffmpegPath ?? "ffmpeg";
     this.#ffprobePath = options.ffprobePath ?? "ffprobe";
@@ -362,7 +340,7 @@ export class FfmpegCamera implements AsyncDisposable {
       }
     } catch (e) {
       // A bug, not a camera failure: report it and stop rather than spin.
-      this.#lastError = redact(e instanceof Error ? e.message : String(e), this.#secrets);
+      this.#lastError = redact(errorMessage(e), this.#secrets);
       this.#log.error("camera supervisor failed", { camera: this.name, error: this.#lastError });
       this.#setState("offline", "internal error");
     }
@@ -385,7 +363,7 @@ export class FfmpegCamera implements AsyncDisposable {
           timeoutMs: this.#startMs,
           signal,
           onStderr: (text) => this.#stderr.write(text),
-          ...(argsOptions.rtspTransport ? { rtspTransport: argsOptions.rtspTransport } : {}),
+          rtspTransport: argsOptions.rtspTransport,
           ...(argsOptions.ioTimeoutMs !== undefined
             ? { ioTimeoutMs: argsOptions.ioTimeoutMs }
             : {}),
@@ -394,7 +372,7 @@ export class FfmpegCamera implements AsyncDisposable {
         argsOptions = { ...argsOptions, sourceSize };
       } catch (e) {
         if (signal.aborted) return fail("stopped", "stopped");
-        return fail("ended", e instanceof Error ? e.message : String(e));
+        return fail("ended", errorMessage(e));
       }
     }
     const frameSize = ffmpegFrameSize(argsOptions);
@@ -410,10 +388,10 @@ export class FfmpegCamera implements AsyncDisposable {
         stderr: "piped",
       }).spawn();
     } catch (e) {
-      return fail("ended", `cannot start ffmpeg: ${e instanceof Error ? e.message : String(e)}`);
+      return fail("ended", `cannot start ffmpeg: ${errorMessage(e)}`);
     }
     this.#runFirstFrameAt = undefined;
-    const stderrDone = this.#pumpStderr(child.stderr);
+    const stderrDone = drainStderr(child.stderr, this.#stderr);
     const reader = child.stdout.getReader();
     const assembler = new FrameAssembler(frameSize.width * frameSize.height * 3);
 
@@ -448,7 +426,7 @@ export class FfmpegCamera implements AsyncDisposable {
         }
       }
     } catch (e) {
-      readError = e instanceof Error ? e.message : String(e);
+      readError = errorMessage(e);
     } finally {
       clearTimeout(watchdog);
       signal.removeEventListener("abort", onStop);
@@ -456,7 +434,10 @@ export class FfmpegCamera implements AsyncDisposable {
       reader.releaseLock();
     }
     const reason = run.reason;
-    const status = await this.#terminate(child, reason === "ended");
+    const status = await stopProcess(child, {
+      ended: reason === "ended",
+      graceMs: this.#killGraceMs,
+    });
     await stderrDone;
 
     if (reason === "stopped") return { frames, reason, error: "stopped" };
@@ -485,46 +466,6 @@ export class FfmpegCamera implements AsyncDisposable {
         this.#secrets,
       ),
     };
-  }
-
-  /**
-   * Waits for ffmpeg to exit. When it may still be running (a stall, a stop) it gets
-   * SIGTERM at once, otherwise after the grace period; SIGKILL follows one grace period
-   * after SIGTERM.
-   */
-  async #terminate(child: Deno.ChildProcess, ended: boolean): Promise<Deno.CommandStatus> {
-    const kill = (sig: Deno.Signal) => {
-      try {
-        child.kill(sig);
-      } catch {
-        // already exited
-      }
-    };
-    let killTimer: ReturnType<typeof setTimeout> | undefined;
-    const term = () => {
-      kill("SIGTERM");
-      killTimer = setTimeout(() => kill("SIGKILL"), this.#killGraceMs);
-    };
-    let termTimer: ReturnType<typeof setTimeout> | undefined;
-    if (ended) termTimer = setTimeout(term, this.#killGraceMs);
-    else term();
-    try {
-      return await child.status;
-    } finally {
-      clearTimeout(termTimer);
-      clearTimeout(killTimer);
-    }
-  }
-
-  async #pumpStderr(stream: ReadableStream<Uint8Array>): Promise<void> {
-    const decoder = new TextDecoder();
-    try {
-      for await (const chunk of stream) this.#stderr.write(decoder.decode(chunk, { stream: true }));
-    } catch {
-      // the pipe broke: what was read is kept
-    }
-    this.#stderr.write(decoder.decode());
-    this.#stderr.flush();
   }
 
   #emit(raw: Uint8Array, frameSize: Size): void {
@@ -615,7 +556,7 @@ export class FfmpegCamera implements AsyncDisposable {
       } catch (e) {
         this.#log.warn("camera onStatus callback failed", {
           camera: this.name,
-          error: redact(e instanceof Error ? e.message : String(e), this.#secrets),
+          error: redact(errorMessage(e), this.#secrets),
         });
       }
     }

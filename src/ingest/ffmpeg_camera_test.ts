@@ -9,9 +9,13 @@ import type { CameraState, CameraStatus, Frame } from "../core/frame.ts";
 import { createLogger, type Logger } from "../core/log.ts";
 import { imageToTensor, tensorToImage } from "../image/decode.ts";
 import { resizeBilinear } from "../image/resize.ts";
+import { parseSource } from "../core/source.ts";
 import { FfmpegCamera, type FfmpegCameraOptions } from "./ffmpeg_camera.ts";
 
 const FAST = {
+  resize: "ffmpeg",
+  loop: false,
+  rtspTransport: "tcp",
   stallTimeoutMs: 3000,
   startTimeoutMs: 8000,
   backoff: { initialMs: 50, maxMs: 400 },
@@ -23,7 +27,10 @@ function capture(): { logger: Logger; lines: string[] } {
   return { logger: createLogger({ level: "debug", sink: (l) => lines.push(l) }), lines };
 }
 
-function camera(options: Partial<FfmpegCameraOptions> & { source: string }): FfmpegCamera {
+/** A camera on a source given as a string (parsed as the pipeline config would). */
+function camera(
+  options: Partial<Omit<FfmpegCameraOptions, "source">> & { source: string },
+): FfmpegCamera {
   return new FfmpegCamera({
     name: "cam",
     width: 32,
@@ -31,6 +38,7 @@ function camera(options: Partial<FfmpegCameraOptions> & { source: string }): Ffm
     logger: capture().logger,
     ...FAST,
     ...options,
+    source: parseSource(options.source),
   });
 }
 

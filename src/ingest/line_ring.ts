@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { assertPositiveInteger } from "../core/check.ts";
 
 /**
  * A ring of the last `capacity` lines of text written in arbitrary chunks (a line may span
@@ -24,11 +25,7 @@ export class LineRing {
 
   /** @throws {RangeError} when `capacity` is not a positive integer. */
   constructor(capacity: number, transform: (line: string) => string = (l) => l) {
-    if (!Number.isInteger(capacity) || capacity < 1) {
-      throw new RangeError(
-        `Cannot make line ring: capacity must be a positive integer, got ${capacity}`,
-      );
-    }
+    assertPositiveInteger(capacity, "capacity", "Cannot make line ring");
     this.#capacity = capacity;
     this.#transform = transform;
   }

@@ -3,20 +3,15 @@
  *
  * @module
  */
+import { errorMessage } from "../core/errors.ts";
 import { redact } from "../core/redact.ts";
-import { ffprobeArgs, type Size } from "./ffmpeg_args.ts";
-import { type CameraSource, describeSource, sourceSecrets } from "./source.ts";
+import { ffprobeArgs, type FfprobeArgsOptions, type Size } from "./ffmpeg_args.ts";
+import { type CameraSource, describeSource, sourceSecrets } from "../core/source.ts";
 
 /** Options of {@linkcode probeVideoSize}. */
-export interface ProbeOptions {
+export interface ProbeOptions extends FfprobeArgsOptions {
   /** The ffprobe executable. Default `"ffprobe"`. */
   readonly ffprobePath?: string;
-  /** RTSP transport, as for ffmpeg. Default `"tcp"`. */
-  readonly rtspTransport?: "tcp" | "udp";
-  /** RTSP socket timeout in milliseconds. Default 5000. */
-  readonly ioTimeoutMs?: number;
-  /** More input options before `-i`, as for ffmpeg. */
-  readonly inputArgs?: readonly string[];
   /** Kill ffprobe and fail after this many milliseconds. Default 15000. */
   readonly timeoutMs?: number;
   /** Kills ffprobe and rejects. */
@@ -36,7 +31,7 @@ const decoder = new TextDecoder();
  */
 export async function probeVideoSize(
   source: CameraSource,
-  options: ProbeOptions = {},
+  options: ProbeOptions,
 ): Promise<Size> {
   const where = describeSource(source);
   const secrets = sourceSecrets(source);
@@ -44,8 +39,8 @@ export async function probeVideoSize(
   const stop = new AbortController();
   const timer = setTimeout(() => stop.abort(), timeoutMs);
   const signals = options.signal ? [stop.signal, options.signal] : [stop.signal];
-  const argsOptions = {
-    ...(options.rtspTransport ? { rtspTransport: options.rtspTransport } : {}),
+  const argsOptions: FfprobeArgsOptions = {
+    rtspTransport: options.rtspTransport,
     ...(options.ioTimeoutMs !== undefined ? { ioTimeoutMs: options.ioTimeoutMs } : {}),
     ...(options.inputArgs ? { inputArgs: options.inputArgs } : {}),
   };
@@ -60,7 +55,7 @@ export async function probeVideoSize(
       signal: AbortSignal.any(signals),
     }).output();
   } catch (e) {
-    throw new Error(`Cannot probe ${where}: ${redact(errorText(e), secrets)}`, { cause: e });
+    throw new Error(`Cannot probe ${where}: ${redact(errorMessage(e), secrets)}`, { cause: e });
   } finally {
     clearTimeout(timer);
   }
@@ -94,8 +89,4 @@ function parseProbe(json: string): Size | undefined {
   } catch {
     return undefined;
   }
-}
-
-function errorText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }

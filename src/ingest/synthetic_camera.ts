@@ -66,8 +66,9 @@ export class SyntheticCamera implements Camera {
     this.#width = options.width;
     this.#height = options.height;
     this.#base = baseScene(options.width, options.height);
-    const interval = 1000 / (options.fps ?? 4);
-    options.logger?.info("synthetic camera started", { camera: this.name, fps: options.fps ?? 4 });
+    const fps = options.fps ?? 4;
+    const interval = 1000 / fps;
+    options.logger?.info("synthetic camera started", { camera: this.name, fps });
     this.readable = new ReadableStream<Frame>({
       pull: async (controller) => {
         if (this.#lastFrameAt !== undefined) {

@@ -18,6 +18,7 @@
  *
  * @module
  */
+import type { ResizeMode } from "../core/capture.ts";
 import type { CameraStatus, Frame, ScoredFrame } from "../core/frame.ts";
 import type { Logger } from "../core/log.ts";
 import { RollingPercentiles } from "../core/percentiles.ts";
@@ -30,7 +31,7 @@ import {
   type ResolvedPipeline,
 } from "../config/mod.ts";
 import { Batcher } from "../batch/batcher.ts";
-import { InferenceStage } from "../batch/inference_stage.ts";
+import { InferenceStage } from "../infer/stage.ts";
 import type { Camera } from "../ingest/camera.ts";
 import { ffmpegAvailable } from "../ingest/ffmpeg_available.ts";
 import { FfmpegCamera } from "../ingest/ffmpeg_camera.ts";
@@ -39,6 +40,7 @@ import { EmbeddedBroker } from "../publish/broker.ts";
 import { MqttPublisher } from "../publish/publisher.ts";
 import { createHandler } from "../http/handler.ts";
 import { HttpServer } from "../http/server.ts";
+import type { ResizeMethod } from "../model/model.ts";
 import { type LoadedModel, loadPipelineModel } from "./model_loader.ts";
 import { type Retraining, startRetraining } from "./retrain.ts";
 import type { Command } from "../publish/commands.ts";
@@ -279,7 +281,7 @@ export class Pipeline implements AsyncDisposable {
             name: c.name,
             width,
             height,
-            fps: c.fps ?? 4,
+            ...(c.fps !== null ? { fps: c.fps } : {}),
             logger: log,
           });
         } else {
@@ -290,7 +292,7 @@ export class Pipeline implements AsyncDisposable {
             );
           }
           camera = new FfmpegCamera(
-            cameraOptions(c, { width, height, resize: model.resize, config, log, publisher }),
+            cameraOptions(c, { width, height, modelResize: model.resize, config, log, publisher }),
           );
         }
         stack.use(camera);
@@ -388,19 +390,17 @@ function cameraOptions(
   ctx: {
     width: number;
     height: number;
-    resize: string;
+    /** How the loaded model was calibrated to be resized (for `resize: auto`). */
+    modelResize: ResizeMethod;
     config: ResolvedPipeline;
     log: Logger;
     publisher: MqttPublisher;
   },
 ): ConstructorParameters<typeof FfmpegCamera>[0] {
-  // `auto`: every model this project loads records PyTorch-style bilinear resizing, which
-  // the service reproduces exactly; ffmpeg's scaler would shift thresholds.
-  const resize = c.resize === "auto" ? "exact" : c.resize;
+  const resize = c.resize === "auto" ? resizeModeFor(ctx.modelResize) : c.resize;
   return {
     name: c.name,
-    // File paths were resolved against the pipeline file's folder; ffmpeg gets that path.
-    source: c.source.kind === "file" ? c.source.path : c.url,
+    source: c.source,
     width: ctx.width,
     height: ctx.height,
     resize,
@@ -423,6 +423,18 @@ function cameraOptions(
     onStatus: (s) => ctx.publisher.publishStatus(s),
     secrets: ctx.config.secrets,
   };
+}
+
+/**
+ * What a camera's `resize: auto` means for the loaded model: the resize the model was
+ * calibrated with. `bilinear` (PyTorch-style, which every model records) is reproduced
+ * bit-exactly by the `exact` mode; ffmpeg's scaler would shift thresholds.
+ */
+function resizeModeFor(method: ResizeMethod): ResizeMode {
+  switch (method) {
+    case "bilinear":
+      return "exact";
+  }
 }
 
 function emptyStatus(config: ResolvedPipeline, model: LoadedModel): PipelineStatus {

@@ -25,7 +25,7 @@ import type { Frame, ScoredFrame } from "../core/frame.ts";
 import type { Logger } from "../core/log.ts";
 import type { RetrainStatus } from "../core/status.ts";
 import type { ResolvedPipeline } from "../config/mod.ts";
-import type { InferenceStage } from "../batch/inference_stage.ts";
+import type { InferenceStage } from "../infer/stage.ts";
 import type { MqttPublisher } from "../publish/publisher.ts";
 import type { Command } from "../publish/commands.ts";
 import type { ModelUpdate } from "../publish/payloads.ts";

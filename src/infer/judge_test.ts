@@ -1,5 +1,5 @@
 import { assertAlmostEquals, assertEquals } from "../../tests/assert.ts";
-import { judgeScore } from "./threshold_policy.ts";
+import { judgeScore } from "./judge.ts";
 
 const thresholds = { threshold: 2, min: 1, max: 5 };
 

@@ -21,20 +21,22 @@
  *
  * @example
  * ```ts
- * const stage = new InferenceStage({ engine, model: { version: "v1" } });
+ * const stage = new InferenceStage({ engine, model: { version: "v1" }, threshold: { policy: "model" } });
  * await batcher.readable.pipeThrough(stage).pipeTo(publisher.writable, { signal });
  * ```
  *
  * @module
  */
 import type { Frame, ScoredFrame } from "../core/frame.ts";
+import { errorMessage } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import { type PercentileSnapshot, RollingPercentiles } from "../core/percentiles.ts";
 import { item } from "../core/tensor.ts";
-import type { InferenceEngine, InferenceOutput } from "../infer/engine.ts";
+import type { InferenceEngine, InferenceOutput } from "./engine.ts";
 import type { Thresholds } from "../model/model.ts";
 import { framesToTensor } from "./batch_tensor.ts";
-import { judgeScore, type ThresholdPolicy } from "./threshold_policy.ts";
+import type { ThresholdPolicy } from "../core/threshold_policy.ts";
+import { judgeScore } from "./judge.ts";
 
 /** What the stage needs to know about the model an engine serves. */
 export interface ModelInfo {
@@ -50,8 +52,8 @@ export interface InferenceStageOptions {
   readonly engine: InferenceEngine;
   /** The model the engine serves. */
   readonly model: ModelInfo;
-  /** Default `{ policy: "model" }`. */
-  readonly threshold?: ThresholdPolicy;
+  /** The threshold policy (the pipeline file's `model.threshold`, resolved). */
+  readonly threshold: ThresholdPolicy;
   /** Receives engine failures, model swaps and the "no thresholds" notice. */
   readonly logger?: Logger;
   /** How many recent batch times the latency percentiles cover. Default 1024. */
@@ -150,7 +152,7 @@ export class InferenceStage implements ReadableWritablePair<ScoredFrame, Frame[]
     }
     this.#slot = { engine: options.engine, model: options.model };
     this.#routes = options.routes ?? new Map();
-    this.#policy = options.threshold ?? { policy: "model" };
+    this.#policy = options.threshold;
     this.#logger = options.logger;
     this.#now = options.now ?? Date.now;
     this.#latency = new RollingPercentiles(options.latencyWindow ?? 1024);
@@ -341,7 +343,7 @@ export class InferenceStage implements ReadableWritablePair<ScoredFrame, Frame[]
   #fail(e: unknown, frames: number): void {
     this.#failedBatches++;
     this.#droppedFrames += frames;
-    let message = e instanceof Error ? e.message : String(e);
+    let message = errorMessage(e);
     if (!this.#errors.has(message) && this.#errors.size >= MAX_DISTINCT_ERRORS) {
       message = OTHER_ERRORS;
     }

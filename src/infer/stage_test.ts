@@ -1,12 +1,15 @@
 import type { Frame, ScoredFrame } from "../core/frame.ts";
 import { createLogger } from "../core/log.ts";
 import type { Tensor } from "../core/tensor.ts";
-import type { InferenceEngine, InferenceOutput } from "../infer/engine.ts";
-import { createOnnxEngine } from "../infer/onnx/engine.ts";
+import type { InferenceEngine, InferenceOutput } from "./engine.ts";
+import { createOnnxEngine } from "./onnx/engine.ts";
 import { syntheticModel } from "../model/synthetic.ts";
 import { assertAlmostEquals, assertEquals, assertOk } from "../../tests/assert.ts";
-import { Batcher } from "./batcher.ts";
-import { InferenceStage } from "./inference_stage.ts";
+import { Batcher } from "../batch/batcher.ts";
+import { InferenceStage } from "./stage.ts";
+
+/** The pipeline file's default policy (`model.threshold`). */
+const MODEL_POLICY = { policy: "model" } as const;
 
 /**
  * A stand-in engine: frame i's score is its first red byte / 255 and its map is filled
@@ -65,6 +68,7 @@ function run(stage: InferenceStage, batches: Frame[][]): Promise<ScoredFrame[]> 
 
 Deno.test("InferenceStage() emits one scored frame per frame, in batch order", async () => {
   const stage = new InferenceStage({
+    threshold: MODEL_POLICY,
     engine: new FakeEngine(),
     model: { version: "v1" },
     now: () => 42,
@@ -88,6 +92,7 @@ Deno.test("InferenceStage() judges scores with the model's thresholds", async ()
   const stage = new InferenceStage({
     engine: new FakeEngine(),
     model: { version: "v1", thresholds: { threshold: 0.5, min: 0, max: 1 } },
+    threshold: MODEL_POLICY,
   });
   const out = await run(stage, [[frame("a", 0, 51), frame("a", 1, 204)]]);
   assertEquals(out.map((s) => [s.anomalous, s.threshold]), [[false, 0.5], [true, 0.5]]);
@@ -107,6 +112,7 @@ Deno.test("InferenceStage() uses a fixed threshold when asked", async () => {
 Deno.test("InferenceStage() never calls a frame anomalous without thresholds, and says so once", async () => {
   const lines: string[] = [];
   const stage = new InferenceStage({
+    threshold: MODEL_POLICY,
     engine: new FakeEngine(),
     model: { version: "untrained" },
     logger: createLogger({ sink: (l) => lines.push(l) }),
@@ -122,7 +128,11 @@ Deno.test("InferenceStage() never calls a frame anomalous without thresholds, an
 Deno.test("InferenceStage() takes a normalized engine's own labels", async () => {
   const engine = new FakeEngine("anomalib", "normalized");
   engine.labels = Uint8Array.from([1, 0]);
-  const stage = new InferenceStage({ engine, model: { version: "export" } });
+  const stage = new InferenceStage({
+    threshold: MODEL_POLICY,
+    engine,
+    model: { version: "export" },
+  });
   const out = await run(stage, [[frame("a", 0, 0), frame("a", 1, 255)]]);
   assertEquals(out.map((s) => s.anomalous), [true, false]);
   assertEquals(out[1]!.normalizedScore, 1);
@@ -132,6 +142,7 @@ Deno.test("InferenceStage() drops a failing batch, counts it and carries on", as
   const engine = new FakeEngine();
   const lines: string[] = [];
   const stage = new InferenceStage({
+    threshold: MODEL_POLICY,
     engine,
     model: { version: "v1" },
     logger: createLogger({ sink: (l) => lines.push(l) }),
@@ -159,7 +170,11 @@ Deno.test("InferenceStage() drops a failing batch, counts it and carries on", as
 Deno.test("InferenceStage() setModel() swaps from the next batch and hands back the idle engine", async () => {
   const old = new FakeEngine("old");
   const next = new FakeEngine("new");
-  const stage = new InferenceStage({ engine: old, model: { version: "v1" } });
+  const stage = new InferenceStage({
+    threshold: MODEL_POLICY,
+    engine: old,
+    model: { version: "v1" },
+  });
   const writer = stage.writable.getWriter();
   const collected = Array.fromAsync(stage.readable);
   let release!: () => void;
@@ -185,6 +200,7 @@ Deno.test("InferenceStage() routes cameras to their own model and keeps the batc
   const shared = new FakeEngine("shared");
   const lineA = new FakeEngine("line-a");
   const stage = new InferenceStage({
+    threshold: MODEL_POLICY,
     engine: shared,
     model: { version: "default@1" },
     routes: new Map([["a", "line-a"], ["c", "line-c"]]),
@@ -211,6 +227,7 @@ Deno.test("InferenceStage() drops only the part of a batch whose model fails", a
   const broken = new FakeEngine("broken");
   broken.fail = new Error("engine exploded");
   const stage = new InferenceStage({
+    threshold: MODEL_POLICY,
     engine: shared,
     model: { version: "default@1" },
     routes: new Map([["a", "k"]]),
@@ -228,7 +245,7 @@ Deno.test("InferenceStage() pulls the next batch from a Batcher only when the en
   let release!: () => void;
   engine.gate = new Promise((r) => release = r);
   await using batcher = new Batcher({ maxBatch: 2, maxWaitMs: 0, queuePerCamera: 2 });
-  const stage = new InferenceStage({ engine, model: { version: "v1" } });
+  const stage = new InferenceStage({ threshold: MODEL_POLICY, engine, model: { version: "v1" } });
   const done = Array.fromAsync(batcher.readable.pipeThrough(stage));
   batcher.push(frame("a", 0));
   while (engine.calls === 0) await new Promise((r) => setTimeout(r, 0));
@@ -291,7 +308,11 @@ class FlakyEngine implements InferenceEngine {
 Deno.test("InferenceStage() scores real frames with the ONNX engine, survives a failure and swaps models", async () => {
   await using first = new FlakyEngine(await createOnnxEngine(syntheticModel()));
   await using second = await createOnnxEngine(syntheticModel(undefined, 1));
-  const stage = new InferenceStage({ engine: first, model: { version: "synthetic-seed0" } });
+  const stage = new InferenceStage({
+    threshold: MODEL_POLICY,
+    engine: first,
+    model: { version: "synthetic-seed0" },
+  });
   const writer = stage.writable.getWriter();
   const collected = Array.fromAsync(stage.readable);
   await writer.write([testCard("line-1", 7, 10, 10), testCard("line-2", 3, 200, 120)]);

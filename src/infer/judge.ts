@@ -1,5 +1,6 @@
 /**
- * How a score becomes a decision: the threshold policy of the inference stage.
+ * How a score becomes a decision under the threshold policy
+ * ({@linkcode ThresholdPolicy}, `src/core/threshold_policy.ts`) of the inference stage.
  *
  * - `{ policy: "model" }`: use the model's own {@linkcode Thresholds} (anomalib's
  *   `threshold`, `min`, `max`): anomalous when the raw score is strictly above
@@ -17,11 +18,7 @@
  */
 import type { Thresholds } from "../model/model.ts";
 import { isAnomalous, normalizeScore } from "../model/thresholds.ts";
-
-/** The threshold policy, as the pipeline file states it. */
-export type ThresholdPolicy =
-  | { readonly policy: "model" }
-  | { readonly policy: "fixed"; readonly value: number };
+import type { ThresholdPolicy } from "../core/threshold_policy.ts";
 
 /** What {@linkcode judgeScore} needs to know about the engine and model. */
 export interface JudgeContext {
