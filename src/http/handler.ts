@@ -20,6 +20,7 @@
  *
  * @module
  */
+import { errorMessage } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import type { PipelineStatus } from "../core/status.ts";
 import { checkHealth } from "./health.ts";
@@ -85,7 +86,7 @@ export function errorResponse(e: unknown, req: Request, logger?: Logger): Respon
     return json({ error: e.message }, e.status, { ...e.headers });
   }
   const { pathname } = new URL(req.url);
-  const message = `Cannot ${req.method} ${pathname}: ${e instanceof Error ? e.message : String(e)}`;
+  const message = `Cannot ${req.method} ${pathname}: ${errorMessage(e)}`;
   logger?.error("HTTP request failed", { error: message });
   return json({ error: message }, 500);
 }
@@ -103,7 +104,7 @@ export function createHandler(options: HandlerOptions): Handler {
     try {
       status = options.status();
     } catch (e) {
-      const reason = e instanceof Error ? e.message : String(e);
+      const reason = errorMessage(e);
       return text(`unavailable: cannot read the pipeline status: ${reason}`, 503);
     }
     const h = checkHealth(status);

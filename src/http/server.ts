@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { errorMessage } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import type { Handler } from "./handler.ts";
 
@@ -80,7 +81,7 @@ export class HttpServer implements AsyncDisposable {
           { cause: e },
         );
       }
-      throw new Error(`Cannot listen on ${where}: ${e instanceof Error ? e.message : e}`, {
+      throw new Error(`Cannot listen on ${where}: ${errorMessage(e)}`, {
         cause: e,
       });
     }

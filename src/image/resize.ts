@@ -5,6 +5,7 @@
  * @module
  */
 import { formatShape, type Tensor } from "../core/tensor.ts";
+import { assertPositiveInteger } from "../core/check.ts";
 
 /** Source indices and weights of one axis: output `i` = `w0[i] * in[i0[i]] + w1[i] * in[i1[i]]`. */
 interface AxisTable {
@@ -68,11 +69,8 @@ function axisTable(inSize: number, outSize: number): AxisTable {
  */
 export function resizeBilinear(t: Tensor, size: readonly [number, number]): Tensor {
   const [outH, outW] = size;
-  if (!Number.isInteger(outH) || !Number.isInteger(outW) || outH < 1 || outW < 1) {
-    throw new RangeError(
-      `Cannot resize to ${outH}x${outW}: height and width must be positive integers`,
-    );
-  }
+  assertPositiveInteger(outH, "height", `Cannot resize to ${outH}x${outW}`);
+  assertPositiveInteger(outW, "width", `Cannot resize to ${outH}x${outW}`);
   const rank = t.shape.length;
   const inH = t.shape[rank - 2];
   const inW = t.shape[rank - 1];

@@ -293,7 +293,7 @@ export class FrameStore implements AsyncDisposable {
     try {
       bytes = await Deno.readFile(this.#pngPath(id));
     } catch (e) {
-      throw new InputError(`Cannot read frame ${id}: ${(e as Error).message}`, { cause: e });
+      throw new InputError(`Cannot read frame ${id}: ${errorMessage(e)}`, { cause: e });
     }
     const img = decodeImage(bytes, this.#pngPath(id));
     return {
@@ -317,7 +317,7 @@ export class FrameStore implements AsyncDisposable {
     try {
       await Deno.copyFile(this.#pngPath(id), path);
     } catch (e) {
-      throw new InputError(`Cannot copy frame ${id}: ${(e as Error).message}`, { cause: e });
+      throw new InputError(`Cannot copy frame ${id}: ${errorMessage(e)}`, { cause: e });
     }
   }
 
