@@ -17,9 +17,14 @@
  *
  * @example
  * ```ts
- * await using batcher = new Batcher({ maxBatch: 4, maxWaitMs: 20, queuePerCamera: 4 });
- * camera.frames.pipeTo(batcher.writable());
- * for await (const batch of batcher.readable) console.log(batch.length);
+ * import { Batcher } from "./batcher.ts";
+ * import type { Frame } from "../core/frame.ts";
+ *
+ * async function batches(camera: { readable: ReadableStream<Frame> }): Promise<void> {
+ *   await using batcher = new Batcher({ maxBatch: 4, maxWaitMs: 20, queuePerCamera: 4 });
+ *   camera.readable.pipeTo(batcher.writable());
+ *   for await (const batch of batcher.readable) console.log(batch.length);
+ * }
  * ```
  *
  * @module

@@ -21,8 +21,19 @@
  *
  * @example
  * ```ts
- * const stage = new InferenceStage({ engine, model: { version: "v1" } });
- * await batcher.readable.pipeThrough(stage).pipeTo(publisher.writable, { signal });
+ * import { InferenceStage } from "./inference_stage.ts";
+ * import type { Frame, ScoredFrame } from "../core/frame.ts";
+ * import type { InferenceEngine } from "../infer/engine.ts";
+ *
+ * async function score(
+ *   engine: InferenceEngine,
+ *   batches: ReadableStream<Frame[]>,
+ *   publisher: { writable: WritableStream<ScoredFrame> },
+ *   signal: AbortSignal,
+ * ): Promise<void> {
+ *   const stage = new InferenceStage({ engine, model: { version: "v1" } });
+ *   await batches.pipeThrough(stage).pipeTo(publisher.writable, { signal });
+ * }
  * ```
  *
  * @module

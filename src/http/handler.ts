@@ -14,8 +14,15 @@
  *
  * @example
  * ```ts
- * const handler = createHandler({ status: () => pipeline.status() });
- * const res = await handler(new Request("http://localhost/healthz"));
+ * import { createHandler } from "./handler.ts";
+ * import type { PipelineStatus } from "../core/status.ts";
+ *
+ * async function health(pipeline: { status(): PipelineStatus }): Promise<number> {
+ *   const handler = createHandler({ status: () => pipeline.status() });
+ *   const res = await handler(new Request("http://localhost/healthz"));
+ *   await res.body?.cancel();
+ *   return res.status; // 200, or 503 when a camera is down
+ * }
  * ```
  *
  * @module

@@ -4,8 +4,14 @@
  *
  * @example
  * ```ts
- * await using server = new HttpServer(createHandler({ status }), { port: 8080, signal });
- * console.log(server.url); // http://127.0.0.1:8080
+ * import { HttpServer } from "./server.ts";
+ * import { createHandler } from "./handler.ts";
+ * import type { PipelineStatus } from "../core/status.ts";
+ *
+ * async function serve(status: () => PipelineStatus, signal: AbortSignal): Promise<void> {
+ *   await using server = new HttpServer(createHandler({ status }), { port: 8080, signal });
+ *   console.log(server.url); // http://127.0.0.1:8080
+ * }
  * ```
  *
  * @module

@@ -64,7 +64,11 @@ function axisTable(inSize: number, outSize: number): AxisTable {
  *
  * @example
  * ```ts
- * const map = resizeBilinear(small, [256, 256]); // N x 1 x 64 x 64 -> N x 1 x 256 x 256
+ * import { resizeBilinear } from "./resize.ts";
+ * import { tensor } from "../core/tensor.ts";
+ *
+ * const small = tensor([2, 1, 64, 64]);
+ * const map = resizeBilinear(small, [256, 256]); // 2 x 1 x 64 x 64 -> 2 x 1 x 256 x 256
  * ```
  */
 export function resizeBilinear(t: Tensor, size: readonly [number, number]): Tensor {

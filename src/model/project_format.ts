@@ -177,7 +177,12 @@ async function readText(path: string, signal: AbortSignal | undefined): Promise<
  *
  * @example
  * ```ts
- * const model = await readProjectModel("models/bottle");
+ * import { readProjectModel } from "./project_format.ts";
+ *
+ * async function load(dir = "models/bottle") {
+ *   const model = await readProjectModel(dir);
+ *   return model.provenance.version;
+ * }
  * ```
  */
 export async function readProjectModel(

@@ -56,8 +56,12 @@ import { resolveGlobal, resolveStorage, TensorRef } from "./torch/unpickle.ts";
  *
  * @example
  * ```ts
- * const teacher = await readTorchCheckpoint("pretrained_teacher_small.pth");
- * teacher.get("conv1.weight")?.shape; // [128, 3, 4, 4]
+ * import { readTorchCheckpoint } from "./torch_checkpoint.ts";
+ *
+ * async function teacherShape(path = "pretrained_teacher_small.pth") {
+ *   const teacher = await readTorchCheckpoint(path);
+ *   return teacher.get("conv1.weight")?.shape; // [128, 3, 4, 4]
+ * }
  * ```
  * @throws {ModelFormatError} when the file cannot be read, or for any reason
  * {@linkcode parseTorchCheckpoint} gives.

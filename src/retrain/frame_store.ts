@@ -33,9 +33,17 @@
  *
  * @example
  * ```ts
- * await using store = await FrameStore.open("out/store/line-1", { maxFrames: 500 });
- * const r = await store.add(scored.frame, { score: scored.score });
- * if (!r.ok) console.warn(r.error.message);
+ * import { FrameStore } from "./frame_store.ts";
+ *
+ * const dir = await Deno.makeTempDir();
+ * {
+ *   await using store = await FrameStore.open(dir, { maxFrames: 500 });
+ *   const rgb = new Uint8Array(4 * 4 * 3);
+ *   const frame = { camera: "line-1", seq: 1, capturedAt: Date.now(), width: 4, height: 4, rgb };
+ *   const r = await store.add(frame, { score: 0.42 });
+ *   if (!r.ok) console.warn(r.error.message);
+ * }
+ * await Deno.remove(dir, { recursive: true });
  * ```
  *
  * @module

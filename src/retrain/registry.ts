@@ -187,10 +187,14 @@ async function shortHash(path: string): Promise<string> {
  *
  * @example
  * ```ts
- * const registry = await ModelRegistry.open("models/line-1", { keep: 3 });
- * const id = await registry.addCandidate("out/train-123");
- * await registry.promote(id, "validated: flags 1 % vs 9 % of held-out normal frames");
- * const serving = await registry.current(); // { id, path, model }
+ * import { ModelRegistry } from "./registry.ts";
+ *
+ * async function promoteTrained(outDir: string): Promise<void> {
+ *   const registry = await ModelRegistry.open("models/line-1", { keep: 3 });
+ *   const id = await registry.addCandidate(outDir);
+ *   await registry.promote(id, "validated: flags 1 % vs 9 % of held-out normal frames");
+ *   const serving = await registry.current(); // { id, path, model }
+ * }
  * ```
  */
 export class ModelRegistry {

@@ -5,9 +5,13 @@
  *
  * @example
  * ```ts
- * await using broker = await Mosquitto.start();
- * // connect to broker.url ...
- * await broker.restart();
+ * import { Mosquitto } from "./mosquitto.ts";
+ *
+ * async function brokerGoesAway(): Promise<void> {
+ *   await using broker = await Mosquitto.start();
+ *   // connect to broker.url ...
+ *   await broker.restart();
+ * }
  * ```
  *
  * @module

@@ -77,8 +77,12 @@ export function freePort(): number {
  *
  * @example
  * ```ts
- * await using server = await RtspTestServer.start({ mounts: ["cam1", "cam2"] });
- * server.url("cam1"); // rtsp://127.0.0.1:<port>/cam1
+ * import { RtspTestServer } from "./rtsp.ts";
+ *
+ * async function twoCameras(): Promise<void> {
+ *   await using server = await RtspTestServer.start({ mounts: ["cam1", "cam2"] });
+ *   server.url("cam1"); // rtsp://127.0.0.1:<port>/cam1
+ * }
  * ```
  */
 export class RtspTestServer implements AsyncDisposable {
