@@ -22,6 +22,7 @@
  *
  * @module
  */
+import { errorMessage } from "../src/core/errors.ts";
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { cpus, loadavg } from "node:os";
@@ -295,7 +296,7 @@ try {
   await bench(abort.signal);
 } catch (e) {
   if (!abort.signal.aborted) throw e;
-  console.error((e as Error).message);
+  console.error(errorMessage(e));
   Deno.exitCode = 130;
 } finally {
   Deno.removeSignalListener("SIGINT", interrupt);

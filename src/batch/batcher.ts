@@ -17,6 +17,8 @@
  *
  * @example
  * ```ts
+ * import { Batcher } from "./batcher.ts";
+ *
  * await using batcher = new Batcher({ maxBatch: 2, maxWaitMs: 20, queuePerCamera: 4 });
  * const rgb = new Uint8Array(3);
  * for (const seq of [0, 1, 2]) {

@@ -6,7 +6,7 @@
 import { parseArgs } from "node:util";
 import { dirname, join } from "node:path";
 import { fileURLToPath as fromFileUrl } from "node:url";
-import { InputError } from "../core/errors.ts";
+import { errorMessage, InputError } from "../core/errors.ts";
 import { ConfigError } from "../config/mod.ts";
 import { createLogger, type Logger } from "../core/log.ts";
 import { createEngine } from "../infer/create.ts";
@@ -169,7 +169,7 @@ export async function runCli(argv: string[], log: Logger = createLogger()): Prom
         return 2;
     }
   } catch (e) {
-    log.error((e as Error).message);
+    log.error(errorMessage(e));
     return e instanceof ConfigError ? 2 : 1;
   }
 }

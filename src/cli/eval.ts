@@ -11,7 +11,7 @@
  */
 import { parseArgs } from "node:util";
 import { dirname, relative } from "node:path";
-import { InputError } from "../core/errors.ts";
+import { errorMessage, InputError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import { encodePng } from "../image/decode.ts";
 import { heatmapPng } from "../image/heatmap.ts";
@@ -70,7 +70,7 @@ async function writeText(path: string, text: string): Promise<void> {
     await Deno.mkdir(dirname(path), { recursive: true });
     await Deno.writeTextFile(path, text);
   } catch (e) {
-    throw new InputError(`Cannot write ${path}: ${(e as Error).message}`, { cause: e });
+    throw new InputError(`Cannot write ${path}: ${errorMessage(e)}`, { cause: e });
   }
 }
 

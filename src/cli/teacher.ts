@@ -5,7 +5,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { InputError } from "../core/errors.ts";
+import { errorMessage, InputError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import {
   DEFAULT_TEACHER_DIR,
@@ -63,7 +63,7 @@ export async function teacherCommand(
       allowPositionals: false,
     }));
   } catch (e) {
-    throw new InputError(`Cannot parse teacher fetch options: ${(e as Error).message}`, {
+    throw new InputError(`Cannot parse teacher fetch options: ${errorMessage(e)}`, {
       cause: e,
     });
   }
@@ -74,7 +74,7 @@ export async function teacherCommand(
     try {
       zip = await Deno.readFile(values.from);
     } catch (e) {
-      throw new InputError(`Cannot read ${values.from}: ${(e as Error).message}`, { cause: e });
+      throw new InputError(`Cannot read ${values.from}: ${errorMessage(e)}`, { cause: e });
     }
     name = values.from;
   } else {

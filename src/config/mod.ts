@@ -2,7 +2,7 @@
  * Pipeline files: YAML -> strict schema -> resolved pipeline. See `docs/pipeline.md`.
  *
  * ```ts
- * import { loadPipeline, redactedConfig } from "./src/config/mod.ts";
+ * import { loadPipeline, redactedConfig } from "./mod.ts";
  * const pipeline = await loadPipeline("pipelines/demo.yaml");
  * console.log(JSON.stringify(redactedConfig(pipeline), null, 2));
  * ```

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { InputError } from "./errors.ts";
+import { errorMessage, InputError } from "./errors.ts";
 import { sizeOf, type Tensor } from "./tensor.ts";
 
 const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // \x93NUMPY
@@ -105,7 +105,7 @@ export async function readNpy(path: string): Promise<Tensor> {
   try {
     bytes = await Deno.readFile(path);
   } catch (e) {
-    throw new InputError(`Cannot read ${path}: ${(e as Error).message}`, { cause: e });
+    throw new InputError(`Cannot read ${path}: ${errorMessage(e)}`, { cause: e });
   }
   return parseNpy(bytes, path);
 }

@@ -13,6 +13,7 @@
  * @module
  */
 import type { Percentiles } from "./status.ts";
+import { assertPositiveInteger } from "./check.ts";
 
 /**
  * A {@linkcode Percentiles} snapshot that also carries totals since start: `sum` of every
@@ -66,11 +67,7 @@ export class RollingPercentiles {
    * @throws {RangeError} when `capacity` is not a positive integer.
    */
   constructor(capacity = 1024) {
-    if (!Number.isInteger(capacity) || capacity < 1) {
-      throw new RangeError(
-        `Cannot make a percentile window: capacity must be a positive integer, got ${capacity}`,
-      );
-    }
+    assertPositiveInteger(capacity, "capacity", "Cannot make a percentile window");
     this.#ring = new Float64Array(capacity);
   }
 

@@ -140,7 +140,14 @@ svg text{font-size:11px;fill:#444}.grid{stroke:#e4e4e4}.frame{fill:none;stroke:#
  *
  * @example
  * ```ts
- * await Deno.writeTextFile("report.html", renderReport({ title, summary, plots, rows }));
+ * import { renderReport } from "./report.ts";
+ *
+ * const html = renderReport({
+ *   title: "EfficientAD on bottle",
+ *   summary: { "image AUROC": 0.98 },
+ *   plots: [],
+ *   rows: [],
+ * });
  * ```
  */
 export function renderReport(input: ReportInput): string {

@@ -14,12 +14,20 @@
  *
  * @example
  * ```ts
- * const handler = createHandler({ status: () => pipeline.status() });
- * const res = await handler(new Request("http://localhost/healthz"));
+ * import { createHandler } from "./handler.ts";
+ * import type { PipelineStatus } from "../core/status.ts";
+ *
+ * async function health(pipeline: { status(): PipelineStatus }): Promise<number> {
+ *   const handler = createHandler({ status: () => pipeline.status() });
+ *   const res = await handler(new Request("http://localhost/healthz"));
+ *   await res.body?.cancel();
+ *   return res.status; // 200, or 503 when a camera is down
+ * }
  * ```
  *
  * @module
  */
+import { errorMessage } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import type { PipelineStatus } from "../core/status.ts";
 import { checkHealth } from "./health.ts";
@@ -85,7 +93,7 @@ export function errorResponse(e: unknown, req: Request, logger?: Logger): Respon
     return json({ error: e.message }, e.status, { ...e.headers });
   }
   const { pathname } = new URL(req.url);
-  const message = `Cannot ${req.method} ${pathname}: ${e instanceof Error ? e.message : String(e)}`;
+  const message = `Cannot ${req.method} ${pathname}: ${errorMessage(e)}`;
   logger?.error("HTTP request failed", { error: message });
   return json({ error: message }, 500);
 }
@@ -103,7 +111,7 @@ export function createHandler(options: HandlerOptions): Handler {
     try {
       status = options.status();
     } catch (e) {
-      const reason = e instanceof Error ? e.message : String(e);
+      const reason = errorMessage(e);
       return text(`unavailable: cannot read the pipeline status: ${reason}`, 503);
     }
     const h = checkHealth(status);

@@ -4,16 +4,23 @@
  *
  * @example
  * ```ts
- * await using server = new HttpServer(createHandler({ status }), {
- *   hostname: "127.0.0.1",
- *   port: 8080,
- *   signal,
- * });
- * console.log(server.url); // http://127.0.0.1:8080
+ * import { HttpServer } from "./server.ts";
+ * import { createHandler } from "./handler.ts";
+ * import type { PipelineStatus } from "../core/status.ts";
+ *
+ * async function serve(status: () => PipelineStatus, signal: AbortSignal): Promise<void> {
+ *   await using server = new HttpServer(createHandler({ status }), {
+ *     hostname: "127.0.0.1",
+ *     port: 8080,
+ *     signal,
+ *   });
+ *   console.log(server.url); // http://127.0.0.1:8080
+ * }
  * ```
  *
  * @module
  */
+import { errorMessage } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import type { Handler } from "./handler.ts";
 
@@ -81,7 +88,7 @@ export class HttpServer implements AsyncDisposable {
           { cause: e },
         );
       }
-      throw new Error(`Cannot listen on ${where}: ${e instanceof Error ? e.message : e}`, {
+      throw new Error(`Cannot listen on ${where}: ${errorMessage(e)}`, {
         cause: e,
       });
     }

@@ -10,7 +10,7 @@
 import { Buffer } from "node:buffer";
 import { PNG as untypedPng } from "pngjs";
 import jpeg from "jpeg-js";
-import { InputError } from "../core/errors.ts";
+import { errorMessage, InputError } from "../core/errors.ts";
 import { formatShape, type Tensor } from "../core/tensor.ts";
 
 /** An 8-bit RGB image: `data` is row-major, 3 bytes per pixel (R, G, B). */
@@ -141,7 +141,7 @@ function decodePng(bytes: Uint8Array, name: string, maxPixels: number): RgbImage
     png = PNG.sync.read(Buffer.from(input.buffer, input.byteOffset, input.byteLength));
   } catch (e) {
     throw new InputError(
-      `Cannot decode ${name}: truncated or corrupt PNG (${(e as Error).message})`,
+      `Cannot decode ${name}: truncated or corrupt PNG (${errorMessage(e)})`,
       { cause: e },
     );
   }
@@ -193,7 +193,7 @@ function decodeJpeg(bytes: Uint8Array, name: string, maxPixels: number): RgbImag
       maxMemoryUsageInMB: Math.max(512, Math.ceil((maxPixels * 8) / 2 ** 20)),
     });
   } catch (e) {
-    const message = (e as Error).message;
+    const message = errorMessage(e);
     if (message.startsWith("maxResolutionInMP")) {
       throw new InputError(
         `Cannot decode ${name}: the JPEG has more than the limit of ${maxPixels} pixels`,
@@ -222,7 +222,7 @@ export async function readImage(path: string, options: ReadImageOptions = {}): P
     bytes = await Deno.readFile(path, options.signal ? { signal: options.signal } : {});
   } catch (e) {
     if (options.signal?.aborted) throw e;
-    throw new InputError(`Cannot read ${path}: ${(e as Error).message}`, { cause: e });
+    throw new InputError(`Cannot read ${path}: ${errorMessage(e)}`, { cause: e });
   }
   return decodeImage(bytes, path, options);
 }

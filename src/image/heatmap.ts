@@ -143,8 +143,11 @@ function fitBackground(img: RgbImage, height: number, width: number): Uint8Array
  *
  * @example
  * ```ts
- * const png = heatmapPng(item(output.anomalyMap, 0), { min: 0, max: 1, background: frame });
- * await Deno.writeFile("heatmap.png", png);
+ * import { heatmapPng } from "./heatmap.ts";
+ * import { tensor } from "../core/tensor.ts";
+ *
+ * const map = tensor([1, 1, 64, 64]); // one anomaly map, all zero
+ * const png = heatmapPng(map, { min: 0, max: 1 }); // PNG bytes, 64 x 64
  * ```
  */
 export function heatmapPng(map: Tensor, options: HeatmapOptions = {}): Uint8Array {

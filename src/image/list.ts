@@ -4,7 +4,7 @@
  * @module
  */
 import { extname, join } from "node:path";
-import { InputError } from "../core/errors.ts";
+import { errorMessage, InputError } from "../core/errors.ts";
 
 /** File extensions read as images (PNG and JPEG; the format is sniffed when decoding). */
 export const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set([".png", ".jpg", ".jpeg"]);
@@ -21,7 +21,7 @@ export async function listImages(dir: string): Promise<string[]> {
       if (e.isFile && IMAGE_EXTENSIONS.has(extname(e.name).toLowerCase())) names.push(e.name);
     }
   } catch (e) {
-    throw new InputError(`Cannot list images in ${dir}: ${(e as Error).message}`, { cause: e });
+    throw new InputError(`Cannot list images in ${dir}: ${errorMessage(e)}`, { cause: e });
   }
   return names.sort().map((n) => join(dir, n));
 }

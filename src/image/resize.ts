@@ -5,6 +5,7 @@
  * @module
  */
 import { formatShape, type Tensor } from "../core/tensor.ts";
+import { assertPositiveInteger } from "../core/check.ts";
 
 /** Source indices and weights of one axis: output `i` = `w0[i] * in[i0[i]] + w1[i] * in[i1[i]]`. */
 interface AxisTable {
@@ -63,16 +64,17 @@ function axisTable(inSize: number, outSize: number): AxisTable {
  *
  * @example
  * ```ts
- * const map = resizeBilinear(small, [256, 256]); // N x 1 x 64 x 64 -> N x 1 x 256 x 256
+ * import { resizeBilinear } from "./resize.ts";
+ * import { tensor } from "../core/tensor.ts";
+ *
+ * const small = tensor([2, 1, 64, 64]);
+ * const map = resizeBilinear(small, [256, 256]); // 2 x 1 x 64 x 64 -> 2 x 1 x 256 x 256
  * ```
  */
 export function resizeBilinear(t: Tensor, size: readonly [number, number]): Tensor {
   const [outH, outW] = size;
-  if (!Number.isInteger(outH) || !Number.isInteger(outW) || outH < 1 || outW < 1) {
-    throw new RangeError(
-      `Cannot resize to ${outH}x${outW}: height and width must be positive integers`,
-    );
-  }
+  assertPositiveInteger(outH, "height", `Cannot resize to ${outH}x${outW}`);
+  assertPositiveInteger(outW, "width", `Cannot resize to ${outH}x${outW}`);
   const rank = t.shape.length;
   const inH = t.shape[rank - 2];
   const inW = t.shape[rank - 1];

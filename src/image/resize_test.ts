@@ -49,7 +49,7 @@ Deno.test("resizeBilinear() returns a copy for a same-size resize", () => {
 Deno.test("resizeBilinear() rejects bad sizes and shapes", () => {
   const t = tensor([1, 1, 2, 2]);
   assertThrows(() => resizeBilinear(t, [0, 4]), RangeError, "Cannot resize to 0x4");
-  assertThrows(() => resizeBilinear(t, [2.5, 4]), RangeError, "positive integers");
+  assertThrows(() => resizeBilinear(t, [2.5, 4]), RangeError, "positive integer");
   assertThrows(() => resizeBilinear(tensor([4]), [2, 2]), RangeError, "Cannot resize a tensor");
   assertThrows(() => resizeBilinear(tensor([1, 0, 3]), [2, 2]), RangeError, "H, W >= 1");
 });

@@ -15,7 +15,11 @@ const BYTE_TO_UNIT = Float32Array.from({ length: 256 }, (_, i) => i / 255);
  *
  * @example
  * ```ts
- * const batch = framesToTensor(frames); // shape [frames.length, 3, 256, 256]
+ * import { framesToTensor } from "./batch_tensor.ts";
+ *
+ * const rgb = new Uint8Array(256 * 256 * 3);
+ * const frame = { camera: "line-1", seq: 0, capturedAt: 0, width: 256, height: 256, rgb };
+ * const batch = framesToTensor([frame, frame]); // shape [2, 3, 256, 256]
  * ```
  *
  * @throws {RangeError} when there are no frames, the frames differ in size, or a frame's

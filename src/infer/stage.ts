@@ -21,8 +21,23 @@
  *
  * @example
  * ```ts
- * const stage = new InferenceStage({ engine, model: { version: "v1" }, threshold: { policy: "model" } });
- * await batcher.readable.pipeThrough(stage).pipeTo(publisher.writable, { signal });
+ * import { InferenceStage } from "./stage.ts";
+ * import type { Frame, ScoredFrame } from "../core/frame.ts";
+ * import type { InferenceEngine } from "./engine.ts";
+ *
+ * async function score(
+ *   engine: InferenceEngine,
+ *   batches: ReadableStream<Frame[]>,
+ *   publisher: { writable: WritableStream<ScoredFrame> },
+ *   signal: AbortSignal,
+ * ): Promise<void> {
+ *   const stage = new InferenceStage({
+ *     engine,
+ *     model: { version: "v1" },
+ *     threshold: { policy: "model" },
+ *   });
+ *   await batches.pipeThrough(stage).pipeTo(publisher.writable, { signal });
+ * }
  * ```
  *
  * @module

@@ -193,12 +193,13 @@ function inputArgs(
  *
  * @example
  * ```ts
+ * import { ffmpegArgs } from "./ffmpeg_args.ts";
  * import { parseSource } from "../core/source.ts";
  *
  * const argv = ffmpegArgs(parseSource("lavfi:testsrc=size=640x480:rate=10"), {
  *   width: 256, height: 256, resize: "ffmpeg", loop: false, rtspTransport: "tcp", fps: 5,
  * });
- * new Deno.Command("ffmpeg", { args: argv, stdout: "piped" });
+ * const command = new Deno.Command("ffmpeg", { args: argv, stdout: "piped" });
  * ```
  */
 export function ffmpegArgs(source: CameraSource, options: FfmpegArgsOptions): string[] {

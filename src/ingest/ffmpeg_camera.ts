@@ -131,13 +131,19 @@ function positive(name: string, v: number): number {
  *
  * @example
  * ```ts
- * await using camera = new FfmpegCamera({
- *   name: "line-1",
- *   source: parseSource("rtsp://user:pw@10.0.0.5/s1"),
- *   width: 256, height: 256, fps: 5, resize: "exact", loop: false, rtspTransport: "tcp",
- *   stallTimeoutMs: 5000, backoff: { initialMs: 500, maxMs: 30_000 },
- * });
- * for await (const frame of camera.readable) handle(frame);
+ * import { FfmpegCamera } from "./ffmpeg_camera.ts";
+ * import { parseSource } from "../core/source.ts";
+ * import type { Frame } from "../core/frame.ts";
+ *
+ * async function watch(handle: (frame: Frame) => void): Promise<void> {
+ *   await using camera = new FfmpegCamera({
+ *     name: "line-1",
+ *     source: parseSource("rtsp://user:pw@10.0.0.5/s1"),
+ *     width: 256, height: 256, fps: 5, resize: "exact", loop: false, rtspTransport: "tcp",
+ *     stallTimeoutMs: 5000, backoff: { initialMs: 500, maxMs: 30_000 },
+ *   });
+ *   for await (const frame of camera.readable) handle(frame);
+ * }
  * ```
  */
 export class FfmpegCamera implements AsyncDisposable {

@@ -11,9 +11,13 @@
  *
  * @example
  * ```ts
- * const assembler = new FrameAssembler(256 * 256 * 3);
- * for await (const chunk of child.stdout) {
- *   for (const frame of assembler.push(chunk)) emit(frame);
+ * import { FrameAssembler } from "./frame_assembler.ts";
+ *
+ * async function frames(child: Deno.ChildProcess, emit: (frame: Uint8Array) => void) {
+ *   const assembler = new FrameAssembler(256 * 256 * 3);
+ *   for await (const chunk of child.stdout) {
+ *     for (const frame of assembler.push(chunk)) emit(frame);
+ *   }
  * }
  * ```
  */

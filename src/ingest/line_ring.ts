@@ -12,7 +12,10 @@ import { assertPositiveInteger } from "../core/check.ts";
  *
  * @example
  * ```ts
- * const ring = new LineRing(50, redact);
+ * import { LineRing } from "./line_ring.ts";
+ * import { redact } from "../core/redact.ts";
+ *
+ * const ring = new LineRing(50, (line) => redact(line));
  * ring.write("rtsp://u:p@cam/1: Connection refused\n");
  * ring.lines(); // ["rtsp://***:***@cam/1: Connection refused"]
  * ```

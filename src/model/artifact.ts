@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { ModelFormatError } from "../core/errors.ts";
+import { errorMessage, ModelFormatError } from "../core/errors.ts";
 import { type EfficientAdConfig, type ModelSize, resolveConfig } from "./config.ts";
 import type { EfficientAdModel } from "./model.ts";
 import { isProjectModelDir, readProjectModel } from "./project_format.ts";
@@ -52,7 +52,7 @@ async function statOrThrow(path: string): Promise<Deno.FileInfo> {
     if (e instanceof Deno.errors.NotFound) {
       throw new ModelFormatError(path, "no such file or directory", { cause: e });
     }
-    throw new ModelFormatError(path, (e as Error).message, { cause: e });
+    throw new ModelFormatError(path, errorMessage(e), { cause: e });
   }
 }
 
@@ -133,7 +133,7 @@ export async function modelFromStateDict(
       ...(hints.imageSize !== undefined ? { imageSize: hints.imageSize } : {}),
     });
   } catch (e) {
-    throw new ModelFormatError(path, (e as Error).message, { cause: e });
+    throw new ModelFormatError(path, errorMessage(e), { cause: e });
   }
   validateStateDict(dict, config, path);
   let version: string;

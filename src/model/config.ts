@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { assertPositiveInteger } from "../core/check.ts";
 
 /** PDN size: `s` (small) or `m` (medium). */
 export type ModelSize = "s" | "m";
@@ -49,11 +50,11 @@ export function resolveConfig(partial: Partial<EfficientAdConfig> = {}): Efficie
   if (config.size !== "s" && config.size !== "m") {
     throw new RangeError(`Cannot use model size "${config.size}": expected "s" or "m"`);
   }
-  if (!Number.isInteger(config.teacherOutChannels) || config.teacherOutChannels < 1) {
-    throw new RangeError(
-      `Cannot use teacher_out_channels ${config.teacherOutChannels}: expected a positive integer`,
-    );
-  }
+  assertPositiveInteger(
+    config.teacherOutChannels,
+    "teacher_out_channels",
+    "Cannot use model config",
+  );
   for (const [name, v] of [["height", h], ["width", w]] as const) {
     if (!Number.isInteger(v) || v < 256) {
       throw new RangeError(

@@ -25,7 +25,7 @@
 import { writeFileAtomic } from "../core/atomic_write.ts";
 import { join } from "node:path";
 import { z } from "zod";
-import { ModelFormatError } from "../core/errors.ts";
+import { errorMessage, ModelFormatError } from "../core/errors.ts";
 import type { Tensor } from "../core/tensor.ts";
 import { configFromJson, configToJson, type EfficientAdConfig } from "./config.ts";
 import type { EfficientAdModel, Provenance, Thresholds } from "./model.ts";
@@ -119,7 +119,7 @@ export function parseModelJson(
   try {
     config = configFromJson(json.config);
   } catch (e) {
-    throw new ModelFormatError(path, `config: ${(e as Error).message}`, { cause: e });
+    throw new ModelFormatError(path, `config: ${errorMessage(e)}`, { cause: e });
   }
   const p = json.provenance;
   const provenance: Provenance = {
@@ -163,9 +163,7 @@ async function readText(path: string, signal: AbortSignal | undefined): Promise<
     return await Deno.readTextFile(path, signal ? { signal } : {});
   } catch (e) {
     if (signal?.aborted) throw e;
-    const problem = e instanceof Deno.errors.NotFound
-      ? "the file does not exist"
-      : (e as Error).message;
+    const problem = e instanceof Deno.errors.NotFound ? "the file does not exist" : errorMessage(e);
     throw new ModelFormatError(path, problem, { cause: e });
   }
 }
@@ -179,7 +177,12 @@ async function readText(path: string, signal: AbortSignal | undefined): Promise<
  *
  * @example
  * ```ts
- * const model = await readProjectModel("models/bottle");
+ * import { readProjectModel } from "./project_format.ts";
+ *
+ * async function load(dir = "models/bottle") {
+ *   const model = await readProjectModel(dir);
+ *   return model.provenance.version;
+ * }
  * ```
  */
 export async function readProjectModel(
@@ -192,7 +195,7 @@ export async function readProjectModel(
   try {
     value = JSON.parse(text);
   } catch (e) {
-    throw new ModelFormatError(jsonPath, `not valid JSON (${(e as Error).message})`, {
+    throw new ModelFormatError(jsonPath, `not valid JSON (${errorMessage(e)})`, {
       cause: e,
     });
   }
@@ -220,7 +223,7 @@ export async function writeProjectModel(dir: string, model: EfficientAdModel): P
   try {
     validateStateDict(model.stateDict, model.config, dir);
   } catch (e) {
-    const message = (e as Error).message.replace(`Cannot load model ${dir}: `, "");
+    const message = errorMessage(e).replace(`Cannot load model ${dir}: `, "");
     throw new RangeError(`Cannot write model ${dir}: ${message}`, { cause: e });
   }
   const json = modelJsonOf(model);

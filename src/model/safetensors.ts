@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { ModelFormatError } from "../core/errors.ts";
+import { errorMessage, ModelFormatError } from "../core/errors.ts";
 import { halfToFloat } from "../core/npy.ts";
 import { sizeOf, type Tensor } from "../core/tensor.ts";
 
@@ -149,7 +149,7 @@ export function parseSafetensors(bytes: Uint8Array, path: string): Safetensors {
     const text = new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(8, 8 + n));
     header = JSON.parse(text);
   } catch (e) {
-    throw fail(`the header is not UTF-8 JSON (${(e as Error).message})`, e);
+    throw fail(`the header is not UTF-8 JSON (${errorMessage(e)})`, e);
   }
   if (!isRecord(header)) throw fail("the header is not a JSON object");
 
@@ -257,9 +257,7 @@ export async function readSafetensors(
     bytes = await Deno.readFile(path, options.signal ? { signal: options.signal } : {});
   } catch (e) {
     if (options.signal?.aborted) throw e;
-    const problem = e instanceof Deno.errors.NotFound
-      ? "the file does not exist"
-      : (e as Error).message;
+    const problem = e instanceof Deno.errors.NotFound ? "the file does not exist" : errorMessage(e);
     throw new ModelFormatError(path, problem, { cause: e });
   }
   return parseSafetensors(bytes, path);

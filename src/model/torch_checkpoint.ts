@@ -45,10 +45,10 @@
  * @module
  */
 import { Parser } from "pickleparser";
-import { ModelFormatError } from "../core/errors.ts";
+import { errorMessage, ModelFormatError } from "../core/errors.ts";
 import { formatShape, sizeOf, type Tensor } from "../core/tensor.ts";
 import type { StateDict } from "./state_dict.ts";
-import { type Archive, errorText, openArchive } from "./torch/archive.ts";
+import { type Archive, openArchive } from "./torch/archive.ts";
 import { resolveGlobal, resolveStorage, TensorRef } from "./torch/unpickle.ts";
 
 /**
@@ -56,8 +56,12 @@ import { resolveGlobal, resolveStorage, TensorRef } from "./torch/unpickle.ts";
  *
  * @example
  * ```ts
- * const teacher = await readTorchCheckpoint("pretrained_teacher_small.pth");
- * teacher.get("conv1.weight")?.shape; // [128, 3, 4, 4]
+ * import { readTorchCheckpoint } from "./torch_checkpoint.ts";
+ *
+ * async function teacherShape(path = "pretrained_teacher_small.pth") {
+ *   const teacher = await readTorchCheckpoint(path);
+ *   return teacher.get("conv1.weight")?.shape; // [128, 3, 4, 4]
+ * }
  * ```
  * @throws {ModelFormatError} when the file cannot be read, or for any reason
  * {@linkcode parseTorchCheckpoint} gives.
@@ -67,7 +71,7 @@ export async function readTorchCheckpoint(path: string): Promise<StateDict> {
   try {
     bytes = await Deno.readFile(path);
   } catch (e) {
-    const reason = e instanceof Deno.errors.NotFound ? "file not found" : errorText(e);
+    const reason = e instanceof Deno.errors.NotFound ? "file not found" : errorMessage(e);
     throw new ModelFormatError(path, reason, { cause: e });
   }
   return parseTorchCheckpoint(bytes, path);
@@ -99,7 +103,7 @@ export function parseTorchCheckpoint(bytes: Uint8Array, path: string): StateDict
     }).parse(archive.pickle);
   } catch (e) {
     if (e instanceof ModelFormatError) throw e;
-    const reason = `corrupt pickle ${archive.prefix}/data.pkl (${errorText(e)})`;
+    const reason = `corrupt pickle ${archive.prefix}/data.pkl (${errorMessage(e)})`;
     throw new ModelFormatError(path, reason, { cause: e });
   }
   const refs = stripModelPrefix(findStateDict(root, path));
@@ -109,7 +113,7 @@ export function parseTorchCheckpoint(bytes: Uint8Array, path: string): StateDict
       out.set(key, materialize(ref, archive, key, path));
     } catch (e) {
       if (e instanceof ModelFormatError) throw e;
-      throw new ModelFormatError(path, `cannot rebuild tensor "${key}" (${errorText(e)})`, {
+      throw new ModelFormatError(path, `cannot rebuild tensor "${key}" (${errorMessage(e)})`, {
         cause: e,
       });
     }

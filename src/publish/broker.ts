@@ -28,8 +28,13 @@ const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost"]);
  *
  * @example
  * ```ts
- * await using broker = await EmbeddedBroker.start({ port: 1883 });
- * const publisher = new MqttPublisher({ url: broker.url });
+ * import { EmbeddedBroker } from "./broker.ts";
+ * import { MqttPublisher } from "./publisher.ts";
+ *
+ * async function publishLocally(): Promise<void> {
+ *   await using broker = await EmbeddedBroker.start({ port: 1883 });
+ *   await using publisher = new MqttPublisher({ url: broker.url });
+ * }
  * ```
  */
 export class EmbeddedBroker implements AsyncDisposable {

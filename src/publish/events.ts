@@ -111,10 +111,14 @@ interface Anomaly {
  *
  * @example
  * ```ts
- * const tracker = new EventTracker({ minDurationMs: 200 });
- * for (const s of samples) {
- *   const event = tracker.observe(s);
- *   if (event) publish(event);
+ * import { type AnomalyEvent, EventTracker, type EventSample } from "./events.ts";
+ *
+ * function events(samples: EventSample[], publish: (event: AnomalyEvent) => void): void {
+ *   const tracker = new EventTracker({ minDurationMs: 200 });
+ *   for (const s of samples) {
+ *     const event = tracker.observe(s);
+ *     if (event) publish(event);
+ *   }
  * }
  * ```
  */

@@ -179,8 +179,13 @@ const TRANSPORT_ERROR = /connection closed|disconnect|stream|socket|ECONN|EPIPE/
  *
  * @example
  * ```ts
- * await using publisher = new MqttPublisher({ url: "mqtt://127.0.0.1:1883", signal });
- * await scored.pipeTo(publisher.writable, { signal });
+ * import { MqttPublisher } from "./publisher.ts";
+ * import type { ScoredFrame } from "../core/frame.ts";
+ *
+ * async function publish(scored: ReadableStream<ScoredFrame>, signal: AbortSignal) {
+ *   await using publisher = new MqttPublisher({ url: "mqtt://127.0.0.1:1883", signal });
+ *   await scored.pipeTo(publisher.writable, { signal });
+ * }
  * ```
  */
 export class MqttPublisher implements AsyncDisposable {
@@ -468,12 +473,16 @@ export class MqttPublisher implements AsyncDisposable {
    *
    * @example
    * ```ts
-   * publisher.publishModel("line-1", {
-   *   state: "training",
-   *   modelVersion: "efficientad-s@3",
-   *   trigger: "drift",
-   *   training: { step: 400, total: 2000, loss: 0.0123, etaMs: 95_000 },
-   * });
+   * import type { MqttPublisher } from "./publisher.ts";
+   *
+   * function reportTraining(publisher: MqttPublisher): void {
+   *   publisher.publishModel("line-1", {
+   *     state: "training",
+   *     modelVersion: "efficientad-s@3",
+   *     trigger: "drift",
+   *     training: { step: 400, total: 2000, loss: 0.0123, etaMs: 95_000 },
+   *   });
+   * }
    * ```
    */
   publishModel(camera: string, update: ModelUpdate): void {

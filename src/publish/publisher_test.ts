@@ -12,9 +12,11 @@ import { assertAlmostEquals, assertEquals, assertOk, assertThrows } from "../../
 import {
   freePort,
   HAS_MOSQUITTO,
+  HAS_MOSQUITTO_PASSWD,
   Mosquitto,
   MOSQUITTO_PASSWD_BIN,
 } from "../../tests/support/mosquitto.ts";
+import { HAS_OPENSSL } from "../../tests/support/openssl.ts";
 import { decodeMapPng } from "./map_png.ts";
 import type { EventMessage, ScoreMessage, StatsMessage, StatusMessage } from "./payloads.ts";
 import { MqttPublisher } from "./publisher.ts";
@@ -480,18 +482,9 @@ async function makeCertificates(dir: string): Promise<void> {
   }
 }
 
-const HAS_OPENSSL = (() => {
-  try {
-    return new Deno.Command("openssl", { args: ["version"], stdout: "null", stderr: "null" })
-      .outputSync().success;
-  } catch {
-    return false;
-  }
-})();
-
 Deno.test({
   name: "MqttPublisher() connects over TLS with a client certificate, user name and password",
-  ignore: !HAS_MOSQUITTO || !HAS_OPENSSL || MOSQUITTO_PASSWD_BIN === undefined,
+  ignore: !HAS_MOSQUITTO || !HAS_OPENSSL || !HAS_MOSQUITTO_PASSWD,
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "mqtt-tls-" });
     try {

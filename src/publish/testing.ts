@@ -40,8 +40,12 @@ export interface TestSubscriberOptions {
  *
  * @example
  * ```ts
- * await using sub = await TestSubscriber.connect(url, { topics: ["efficientad/#"] });
- * const msg = await sub.waitFor((m) => m.topic.endsWith("/score"));
+ * import { TestSubscriber } from "./testing.ts";
+ *
+ * async function firstScore(url: string): Promise<void> {
+ *   await using sub = await TestSubscriber.connect(url, { topics: ["efficientad/#"] });
+ *   const msg = await sub.waitFor((m) => m.topic.endsWith("/score"));
+ * }
  * ```
  */
 export class TestSubscriber implements AsyncDisposable {

@@ -13,7 +13,12 @@
  *
  * @example
  * ```ts
- * const { keep, dropped } = consensusFilter(frames);
+ * import { consensusFilter, type RgbImage } from "./consensus.ts";
+ *
+ * function clean(frames: readonly RgbImage[]): RgbImage[] {
+ *   const { keep, dropped } = consensusFilter(frames); // indices into `frames`
+ *   return keep.map((i) => frames[i]!);
+ * }
  * ```
  *
  * @module

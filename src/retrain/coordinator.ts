@@ -46,13 +46,28 @@
  *
  * @example
  * ```ts
- * await using coordinator = new RetrainCoordinator({
- *   key: "line-1", store, registry, workDir: "out/retrain/line-1",
- *   triggers: { minNewFrames: 500 }, train: { steps: 2000 },
- *   swap: async (engine, model) => await (await stage.setModel(engine, model))[Symbol.asyncDispose](),
- *   publish: (event) => logger.info("model", { ...event }),
- * });
- * for await (const scored of frames) coordinator.observe(scored);
+ * import { RetrainCoordinator } from "./coordinator.ts";
+ * import type { FrameStore } from "./frame_store.ts";
+ * import type { ModelRegistry } from "./registry.ts";
+ * import type { ScoredFrame } from "../core/frame.ts";
+ * import type { Logger } from "../core/log.ts";
+ * import type { InferenceEngine } from "../infer/engine.ts";
+ *
+ * async function learn(
+ *   store: FrameStore,
+ *   registry: ModelRegistry,
+ *   frames: AsyncIterable<ScoredFrame>,
+ *   serve: (engine: InferenceEngine) => Promise<void>,
+ *   logger: Logger,
+ * ): Promise<void> {
+ *   await using coordinator = new RetrainCoordinator({
+ *     key: "line-1", store, registry, workDir: "out/retrain/line-1",
+ *     triggers: { minNewFrames: 500 }, train: { steps: 2000 },
+ *     swap: (engine) => serve(engine),
+ *     publish: (event) => logger.info("model", { ...event }),
+ *   });
+ *   for await (const scored of frames) coordinator.observe(scored);
+ * }
  * ```
  *
  * @module

@@ -10,12 +10,14 @@
  * <dir>/index.json         a snapshot of every committed frame's metadata, for other readers
  * ```
  *
- * Crash safety. Every file is written to `<name>.tmp`, flushed (`fsync`) and renamed over
- * its final name, so a file is either absent, the old version or the new one. A frame is
+ * Crash safety. Every file is written by core's `writeFileAtomic` (to `<name>.tmp-<uuid>`,
+ * flushed, renamed over its final name, the directory flushed), so a file is either absent,
+ * the old version or the new one. A frame is
  * committed when its `.json` record exists (written after its PNG); the per-frame records are
  * the source of truth and `index.json` is a whole-file snapshot rewritten by temp + rename
  * after each change, so it is never half-written; if a crash or a disk leaves it torn anyway
- * it is simply rebuilt. On open the store reconciles: `*.tmp` files are deleted, PNGs without
+ * it is simply rebuilt. On open the store reconciles: temporary files (`*.tmp-<uuid>`, and
+ * `*.tmp` from older versions) are deleted, PNGs without
  * a record (orphans) are deleted, records without a PNG (or unreadable) are dropped, and
  * the index is rewritten when it disagrees.
  *
@@ -31,16 +33,26 @@
  *
  * @example
  * ```ts
- * await using store = await FrameStore.open("out/store/line-1", { maxFrames: 500 });
- * const r = await store.add(scored.frame, { score: scored.score });
- * if (!r.ok) console.warn(r.error.message);
+ * import { FrameStore } from "./frame_store.ts";
+ *
+ * const dir = await Deno.makeTempDir();
+ * {
+ *   await using store = await FrameStore.open(dir, { maxFrames: 500 });
+ *   const rgb = new Uint8Array(4 * 4 * 3);
+ *   const frame = { camera: "line-1", seq: 1, capturedAt: Date.now(), width: 4, height: 4, rgb };
+ *   const r = await store.add(frame, { score: 0.42 });
+ *   if (!r.ok) console.warn(r.error.message);
+ * }
+ * await Deno.remove(dir, { recursive: true });
  * ```
  *
  * @module
  */
 import { join } from "node:path";
 import type { Frame } from "../core/frame.ts";
-import { InputError } from "../core/errors.ts";
+import { writeFileAtomic, writeFileSynced } from "../core/atomic_write.ts";
+import { assertPositiveInteger } from "../core/check.ts";
+import { errorMessage, InputError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import { decodeImage, encodePng } from "../image/decode.ts";
 
@@ -94,7 +106,7 @@ export interface ListOptions {
   readonly since?: number;
 }
 
-/** Writes `data` to `path`, replacing it; the store passes only `*.tmp` paths. */
+/** Writes `data` to `path`, replacing it; the store passes only temporary (`*.tmp-<uuid>`) paths. */
 export type WriteFileFn = (path: string, data: Uint8Array) => Promise<void>;
 
 /** Options of {@linkcode FrameStore.open}; every field is optional. */
@@ -117,7 +129,7 @@ export interface FrameStoreOptions {
 
 /** What {@linkcode FrameStore.open} found and repaired. */
 export interface RecoveryReport {
-  /** `*.tmp` files deleted. */
+  /** Temporary files deleted. */
   readonly tempRemoved: number;
   /** PNGs without a record deleted. */
   readonly orphansRemoved: number;
@@ -145,15 +157,12 @@ export interface FrameStoreStats {
 }
 
 const INDEX = "index.json";
+const OPEN = "Cannot open frame store";
 const FRAMES = "frames";
 const ID_DIGITS = 12;
 
-async function writeAndSync(path: string, data: Uint8Array): Promise<void> {
-  using file = await Deno.open(path, { write: true, create: true, truncate: true });
-  let off = 0;
-  while (off < data.length) off += await file.write(data.subarray(off));
-  await file.sync();
-}
+/** A temporary file's name: `writeFileAtomic`'s `<name>.tmp-<uuid>`, or an older `<name>.tmp`. */
+const TEMP_NAME = /\.tmp(-[0-9a-f-]{36})?$/;
 
 function isStoredFrame(v: unknown, id: string): v is StoredFrame {
   if (typeof v !== "object" || v === null) return false;
@@ -171,13 +180,6 @@ async function removeIfExists(path: string): Promise<void> {
   } catch (e) {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
   }
-}
-
-function positiveInt(name: string, v: number): number {
-  if (!Number.isInteger(v) || v < 1) {
-    throw new RangeError(`Cannot open frame store: ${name} must be a positive integer, got ${v}`);
-  }
-  return v;
 }
 
 /**
@@ -215,13 +217,17 @@ export class FrameStore implements AsyncDisposable {
   private constructor(dir: string, options: FrameStoreOptions) {
     this.#dir = dir;
     this.#framesDir = join(dir, FRAMES);
-    this.#maxFrames = positiveInt("maxFrames", options.maxFrames ?? 1000);
-    this.#maxOperator = positiveInt("maxOperatorFrames", options.maxOperatorFrames ?? 1000);
-    this.#maxBytes = positiveInt("maxBytes", options.maxBytes ?? 512 * 1024 * 1024);
+    this.#maxFrames = assertPositiveInteger(options.maxFrames ?? 1000, "maxFrames", OPEN);
+    this.#maxOperator = assertPositiveInteger(
+      options.maxOperatorFrames ?? 1000,
+      "maxOperatorFrames",
+      OPEN,
+    );
+    this.#maxBytes = assertPositiveInteger(options.maxBytes ?? 512 * 1024 * 1024, "maxBytes", OPEN);
     this.#logger = options.logger;
     this.#onError = options.onError;
     this.#now = options.now ?? Date.now;
-    this.#writeFile = options.writeFile ?? writeAndSync;
+    this.#writeFile = options.writeFile ?? writeFileSynced;
   }
 
   /**
@@ -295,7 +301,7 @@ export class FrameStore implements AsyncDisposable {
     try {
       bytes = await Deno.readFile(this.#pngPath(id));
     } catch (e) {
-      throw new InputError(`Cannot read frame ${id}: ${(e as Error).message}`, { cause: e });
+      throw new InputError(`Cannot read frame ${id}: ${errorMessage(e)}`, { cause: e });
     }
     const img = decodeImage(bytes, this.#pngPath(id));
     return {
@@ -319,7 +325,7 @@ export class FrameStore implements AsyncDisposable {
     try {
       await Deno.copyFile(this.#pngPath(id), path);
     } catch (e) {
-      throw new InputError(`Cannot copy frame ${id}: ${(e as Error).message}`, { cause: e });
+      throw new InputError(`Cannot copy frame ${id}: ${errorMessage(e)}`, { cause: e });
     }
   }
 
@@ -381,7 +387,7 @@ export class FrameStore implements AsyncDisposable {
         // anything else is a file-system failure, counted and reported.
         if (e instanceof InputError || e instanceof RangeError) return { ok: false, error: e };
         const error = new Error(
-          `Cannot ${action} in ${this.#dir}: ${e instanceof Error ? e.message : String(e)}`,
+          `Cannot ${action} in ${this.#dir}: ${errorMessage(e)}`,
           { cause: e },
         );
         this.#reportWriteError(error);
@@ -471,15 +477,8 @@ export class FrameStore implements AsyncDisposable {
     return evicted;
   }
 
-  async #writeAtomic(path: string, data: Uint8Array): Promise<void> {
-    const tmp = `${path}.tmp`;
-    try {
-      await this.#writeFile(tmp, data);
-      await Deno.rename(tmp, path);
-    } catch (e) {
-      await removeIfExists(tmp).catch(() => {});
-      throw e;
-    }
+  #writeAtomic(path: string, data: Uint8Array): Promise<void> {
+    return writeFileAtomic(path, data, { writeTemp: this.#writeFile });
   }
 
   /**
@@ -491,7 +490,7 @@ export class FrameStore implements AsyncDisposable {
       await this.#writeIndex();
     } catch (e) {
       this.#reportWriteError(
-        new Error(`Cannot write the index of ${this.#dir}: ${(e as Error).message}`, { cause: e }),
+        new Error(`Cannot write the index of ${this.#dir}: ${errorMessage(e)}`, { cause: e }),
       );
     }
   }
@@ -505,7 +504,7 @@ export class FrameStore implements AsyncDisposable {
     let tempRemoved = 0, orphansRemoved = 0, missingDropped = 0;
     for (const d of [this.#dir, this.#framesDir]) {
       for await (const e of Deno.readDir(d)) {
-        if (e.isFile && e.name.endsWith(".tmp")) {
+        if (e.isFile && TEMP_NAME.test(e.name)) {
           await removeIfExists(join(d, e.name));
           tempRemoved++;
         }

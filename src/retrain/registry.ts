@@ -25,6 +25,8 @@
  * @module
  */
 import { join } from "node:path";
+import { fsyncDir, fsyncFile, writeFileAtomic } from "../core/atomic_write.ts";
+import { assertNonNegativeInteger } from "../core/check.ts";
 import type { Logger } from "../core/log.ts";
 import type { EfficientAdModel } from "../model/model.ts";
 import { isProjectModelDir, readProjectModel, WEIGHTS_FILE } from "../model/project_format.ts";
@@ -143,20 +145,6 @@ function isNotFound(e: unknown): boolean {
   return e instanceof Deno.errors.NotFound;
 }
 
-async function fsyncFile(path: string): Promise<void> {
-  using file = await Deno.open(path, { read: true, write: true });
-  await file.syncData();
-}
-
-async function fsyncDir(path: string): Promise<void> {
-  try {
-    using dir = await Deno.open(path, { read: true });
-    await dir.sync();
-  } catch {
-    // Not every platform can open or sync a directory; the rename is still atomic.
-  }
-}
-
 /** Copies `src` into `dest` (created), recursively, fsyncing every file. */
 async function copyTree(
   src: string,
@@ -199,10 +187,14 @@ async function shortHash(path: string): Promise<string> {
  *
  * @example
  * ```ts
- * const registry = await ModelRegistry.open("models/line-1", { keep: 3 });
- * const id = await registry.addCandidate("out/train-123");
- * await registry.promote(id, "validated: flags 1 % vs 9 % of held-out normal frames");
- * const serving = await registry.current(); // { id, path, model }
+ * import { ModelRegistry } from "./registry.ts";
+ *
+ * async function promoteTrained(outDir: string): Promise<void> {
+ *   const registry = await ModelRegistry.open("models/line-1", { keep: 3 });
+ *   const id = await registry.addCandidate(outDir);
+ *   await registry.promote(id, "validated: flags 1 % vs 9 % of held-out normal frames");
+ *   const serving = await registry.current(); // { id, path, model }
+ * }
  * ```
  */
 export class ModelRegistry {
@@ -234,10 +226,7 @@ export class ModelRegistry {
    * registry's; file-system errors as `Deno.mkdir` and `Deno.readTextFile`.
    */
   static async open(dir: string, options: RegistryOptions = {}): Promise<ModelRegistry> {
-    const keep = options.keep ?? 3;
-    if (!Number.isInteger(keep) || keep < 0) {
-      throw new RangeError(`Cannot open model registry ${dir}: keep must be an integer >= 0`);
-    }
+    assertNonNegativeInteger(options.keep ?? 3, "keep", `Cannot open model registry ${dir}`);
     const versions = join(dir, VERSIONS_DIR);
     await Deno.mkdir(versions, { recursive: true });
     const logger = options.logger;
@@ -436,20 +425,9 @@ export class ModelRegistry {
 
   async #writeState(state: State): Promise<void> {
     const path = join(this.#dir, REGISTRY_FILE);
-    const temp = `${path}${TMP_PREFIX}${crypto.randomUUID()}`;
     const bytes = new TextEncoder().encode(JSON.stringify(state, null, 2) + "\n");
-    try {
-      using file = await Deno.open(temp, { write: true, createNew: true });
-      let written = 0;
-      while (written < bytes.length) written += await file.write(bytes.subarray(written));
-      await file.syncData();
-    } catch (e) {
-      await Deno.remove(temp).catch(() => {});
-      throw e;
-    }
-    await this.#step("pointer:temp-written");
-    await Deno.rename(temp, path);
-    await fsyncDir(this.#dir);
+    // The temporary file is `registry.json.tmp-<uuid>` (TMP_PREFIX), which open() cleans.
+    await writeFileAtomic(path, bytes, { beforeRename: () => this.#step("pointer:temp-written") });
     await this.#step("pointer:renamed");
   }
 

@@ -150,9 +150,13 @@ export function parseProgress(line: string): TrainProgress | undefined {
  *
  * @example
  * ```ts
- * await using run = new TrainProcess({ dataDir: "store/cam1", outDir: "models/cam1/next", steps: 2000 });
- * const result = await run.result;
- * if (result.ok) promote(result.outDir);
+ * import { TrainProcess } from "./train_process.ts";
+ *
+ * async function train(promote: (dir: string) => Promise<void>): Promise<void> {
+ *   await using run = new TrainProcess({ dataDir: "store/cam1", outDir: "models/cam1/next", steps: 2000 });
+ *   const result = await run.result;
+ *   if (result.ok) await promote(result.outDir);
+ * }
  * ```
  */
 export class TrainProcess implements AsyncDisposable {

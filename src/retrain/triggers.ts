@@ -20,6 +20,9 @@
  *
  * @example
  * ```ts
+ * import { RetrainTriggers } from "./triggers.ts";
+ *
+ * const start = Date.now();
  * const triggers = new RetrainTriggers({ interval: "6h", dailyAt: ["02:00"], minNewFrames: 500 });
  * const fired = triggers.check({ lastStartAt: start, newFrames: 512, recentScores: [] }, Date.now());
  * // { kind: "count", reason: "512 new normal frames (at least 500)" }

@@ -6,6 +6,7 @@
  * teacher: about 15-40 s a training here); the others run the pipeline in-process with a
  * stand-in trainer.
  */
+import { errorMessage } from "../../src/core/errors.ts";
 import { join } from "node:path";
 import mqtt from "mqtt";
 import { createLogger } from "../../src/core/log.ts";
@@ -116,7 +117,7 @@ async function whileRunning<T>(service: ServiceProcess, promise: Promise<T>): Pr
     return await Promise.race([promise, died]);
   } catch (e) {
     throw new Error(
-      `${(e as Error).message}\n--- service output ---\n${service.output().slice(-4000)}`,
+      `${errorMessage(e)}\n--- service output ---\n${service.output().slice(-4000)}`,
     );
   }
 }

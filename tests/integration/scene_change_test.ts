@@ -13,6 +13,7 @@
  * frame `seq` was drawn at t = seq / 2 s; that is how the test knows which frames show the
  * stain. About 5 minutes on 2 cores, most of it the two trainings.
  */
+import { errorMessage } from "../../src/core/errors.ts";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createLogger } from "../../src/core/log.ts";
@@ -164,7 +165,7 @@ retrain:
           json(m).trigger === "drift",
         { timeoutMs: 180_000 },
       ).catch((e) => {
-        throw new Error(`${(e as Error).message}\nmodel topic:\n${story()}`);
+        throw new Error(`${errorMessage(e)}\nmodel topic:\n${story()}`);
       });
       const [promoted] = await sub.waitFor(
         (m) =>

@@ -5,14 +5,19 @@
  *
  * @example
  * ```ts
- * await using broker = await Mosquitto.start();
- * // connect to broker.url ...
- * await broker.restart();
+ * import { Mosquitto } from "./mosquitto.ts";
+ *
+ * async function brokerGoesAway(): Promise<void> {
+ *   await using broker = await Mosquitto.start();
+ *   // connect to broker.url ...
+ *   await broker.restart();
+ * }
  * ```
  *
  * @module
  */
 import { join } from "node:path";
+import { component } from "./components.ts";
 
 /** The path of the mosquitto binary, or `undefined` when it is not installed. */
 export const MOSQUITTO_BIN: string | undefined = findBinary("mosquitto", "/usr/sbin/mosquitto");
@@ -23,8 +28,27 @@ export const MOSQUITTO_PASSWD_BIN: string | undefined = findBinary(
   "/usr/bin/mosquitto_passwd",
 );
 
-/** Whether the mosquitto binary is installed (tests that need it skip without it). */
-export const HAS_MOSQUITTO: boolean = MOSQUITTO_BIN !== undefined;
+/**
+ * Whether the mosquitto binary is installed: tests that need it pass
+ * `ignore: !HAS_MOSQUITTO` and are skipped with a message without it.
+ *
+ * @throws {Error} under `CI=true` when it is missing (see `components.ts`).
+ */
+export const HAS_MOSQUITTO: boolean = component("mosquitto", MOSQUITTO_BIN !== undefined, {
+  why: "no mosquitto binary on PATH or at /usr/sbin/mosquitto",
+});
+
+/**
+ * Whether `mosquitto_passwd` is installed (Debian's `mosquitto` package ships it), for the
+ * tests of password files.
+ *
+ * @throws {Error} under `CI=true` when it is missing (see `components.ts`).
+ */
+export const HAS_MOSQUITTO_PASSWD: boolean = component(
+  "mosquitto_passwd",
+  MOSQUITTO_PASSWD_BIN !== undefined,
+  { why: "no mosquitto_passwd on PATH or at /usr/bin/mosquitto_passwd" },
+);
 
 function findBinary(name: string, fallback: string): string | undefined {
   const dirs = (Deno.env.get("PATH") ?? "").split(":").filter((d) => d !== "");

@@ -5,6 +5,7 @@
  * @module
  */
 import { fileURLToPath } from "node:url";
+import { component } from "./components.ts";
 
 const SCRIPT = fileURLToPath(new URL("../../tools/rtsp_server.py", import.meta.url));
 
@@ -27,8 +28,7 @@ export interface RtspTestServerOptions {
   readonly readyTimeoutMs?: number;
 }
 
-/** Whether this machine can run the server (Debian python with GstRtspServer). */
-export async function rtspServerAvailable(): Promise<boolean> {
+async function gstRtspServerImports(): Promise<boolean> {
   try {
     const { success } = await new Deno.Command(SYSTEM_PYTHON, {
       args: [
@@ -42,6 +42,24 @@ export async function rtspServerAvailable(): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/**
+ * Whether this machine can run the server (Debian's python with GstRtspServer), checked
+ * once when this module loads: tests that need it pass `ignore: !HAS_RTSP_SERVER` and are
+ * skipped with a message without it.
+ *
+ * @throws {Error} under `CI=true` when it cannot (see `components.ts`).
+ */
+export const HAS_RTSP_SERVER: boolean = component(
+  "the GStreamer RTSP server (python3-gi, gir1.2-gst-rtsp-server-1.0)",
+  await gstRtspServerImports(),
+  { why: `${SYSTEM_PYTHON} cannot import gi.repository.GstRtspServer` },
+);
+
+/** {@linkcode HAS_RTSP_SERVER}, for callers that await it. */
+export function rtspServerAvailable(): Promise<boolean> {
+  return Promise.resolve(HAS_RTSP_SERVER);
 }
 
 /** A port nobody listens on right now (it could be taken again before use; fine for tests). */
@@ -59,8 +77,12 @@ export function freePort(): number {
  *
  * @example
  * ```ts
- * await using server = await RtspTestServer.start({ mounts: ["cam1", "cam2"] });
- * server.url("cam1"); // rtsp://127.0.0.1:<port>/cam1
+ * import { RtspTestServer } from "./rtsp.ts";
+ *
+ * async function twoCameras(): Promise<void> {
+ *   await using server = await RtspTestServer.start({ mounts: ["cam1", "cam2"] });
+ *   server.url("cam1"); // rtsp://127.0.0.1:<port>/cam1
+ * }
  * ```
  */
 export class RtspTestServer implements AsyncDisposable {

@@ -6,9 +6,13 @@
  *
  * @example
  * ```ts
- * await using service = ServiceProcess.start("/tmp/x/pipeline.yaml");
- * // ... wait for its MQTT messages ...
- * const status = await service.kill("SIGKILL");
+ * import { ServiceProcess } from "./service_process.ts";
+ *
+ * async function powerCut(pipelineFile: string): Promise<void> {
+ *   await using service = ServiceProcess.start(pipelineFile);
+ *   // ... wait for its MQTT messages ...
+ *   const status = await service.kill("SIGKILL");
+ * }
  * ```
  *
  * @module

@@ -7,7 +7,7 @@
  * @module
  */
 import * as ort from "onnxruntime-node";
-import { ModelFormatError } from "../../core/errors.ts";
+import { errorMessage, ModelFormatError } from "../../core/errors.ts";
 import type { Logger } from "../../core/log.ts";
 import type { Tensor } from "../../core/tensor.ts";
 import type { InferenceEngine, InferenceOutput, RunOptions } from "../engine.ts";
@@ -96,13 +96,13 @@ export async function createAnomalibOnnxEngine(
   try {
     bytes = await Deno.readFile(path);
   } catch (e) {
-    throw new ModelFormatError(path, (e as Error).message, { cause: e });
+    throw new ModelFormatError(path, errorMessage(e), { cause: e });
   }
   let opened;
   try {
     opened = await createSession(bytes, { ...options, name: path });
   } catch (e) {
-    throw new ModelFormatError(path, `not a loadable ONNX model (${(e as Error).message})`, {
+    throw new ModelFormatError(path, `not a loadable ONNX model (${errorMessage(e)})`, {
       cause: e,
     });
   }

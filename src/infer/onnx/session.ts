@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { errorMessage } from "../../core/errors.ts";
 import * as ort from "onnxruntime-node";
 import type { Logger } from "../../core/log.ts";
 
@@ -76,7 +77,7 @@ export async function createSession(
       options.logger?.info(`onnxruntime session ready`, { model: name, provider, threads });
       return { session, provider, threads };
     } catch (e) {
-      const reason = (e as Error).message.split("\n")[0] ?? String(e);
+      const reason = errorMessage(e).split("\n")[0] ?? String(e);
       if (provider === "cpu") {
         throw new Error(`Cannot load ONNX model ${name}: ${reason}`, { cause: e });
       }

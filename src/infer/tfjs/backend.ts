@@ -25,6 +25,7 @@
  *
  * @module
  */
+import { errorMessage } from "../../core/errors.ts";
 import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-backend-cpu";
 import "@tensorflow/tfjs-backend-wasm";
@@ -77,7 +78,7 @@ const NATIVE_PACKAGES: Record<"tfjs-node-gpu" | "tfjs-node", string> = {
 };
 
 function firstLine(e: unknown): string {
-  const text = e instanceof Error ? e.message : String(e);
+  const text = errorMessage(e);
   return text.split("\n")[0]?.trim() ?? text;
 }
 

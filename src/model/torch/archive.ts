@@ -6,7 +6,7 @@
  * @module
  */
 import { unzipSync } from "fflate";
-import { ModelFormatError } from "../../core/errors.ts";
+import { errorMessage, ModelFormatError } from "../../core/errors.ts";
 
 export interface Archive {
   /** The archive's top folder, without a trailing slash. */
@@ -56,7 +56,7 @@ export function openArchive(bytes: Uint8Array, path: string): Archive {
     });
   } catch (e) {
     if (e instanceof ModelFormatError) throw e;
-    throw new ModelFormatError(path, `corrupt or truncated zip archive (${errorText(e)})`, {
+    throw new ModelFormatError(path, `corrupt or truncated zip archive (${errorMessage(e)})`, {
       cause: e,
     });
   }
@@ -140,9 +140,4 @@ function byteOrder(entry: Uint8Array | undefined, prefix: string, path: string):
   if (text === "little") return true;
   if (text === "big") return false;
   throw new ModelFormatError(path, `unknown byte order "${text}" in ${prefix}/byteorder`);
-}
-
-/** An error's message, or the thrown value as text. */
-export function errorText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }

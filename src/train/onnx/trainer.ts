@@ -5,9 +5,15 @@
  * Adam state back in at every step.
  *
  * ```ts
- * await using trainer = await OnnxTrainer.create({ config, stateDict });
- * const losses = await trainer.trainStep({ x, penalty, augmented }, 1e-4);
- * const weights = trainer.parameters(); // student.* and ae.* after the step
+ * import { OnnxTrainer, type StepImages } from "./trainer.ts";
+ * import type { EfficientAdConfig } from "../../model/config.ts";
+ * import type { StateDict } from "../../model/state_dict.ts";
+ *
+ * async function oneStep(config: EfficientAdConfig, stateDict: StateDict, images: StepImages) {
+ *   await using trainer = await OnnxTrainer.create({ config, stateDict });
+ *   const losses = await trainer.trainStep(images, 1e-4);
+ *   const weights = trainer.parameters(); // student.* and ae.* after the step
+ * }
  * ```
  *
  * @module
