@@ -7,7 +7,7 @@
 import type { CameraState, CameraStatus, Frame } from "../core/frame.ts";
 import { createLogger, type Logger } from "../core/log.ts";
 import { redact } from "../core/redact.ts";
-import { Backoff } from "./backoff.ts";
+import { Backoff } from "../core/backoff.ts";
 import { resizeRgbExact } from "./exact_resize.ts";
 import {
   ffmpegArgs,

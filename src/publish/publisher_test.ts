@@ -26,7 +26,7 @@ import {
   syntheticScoredFrame,
   testPublisher,
   TestSubscriber,
-} from "./testing.ts";
+} from "./_test_utils.ts";
 
 const T0 = Date.UTC(2025, 5, 1, 12, 0, 0);
 
