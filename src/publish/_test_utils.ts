@@ -40,8 +40,11 @@ export interface TestSubscriberOptions {
  *
  * @example
  * ```ts
- * await using sub = await TestSubscriber.connect(url, { topics: ["efficientad/#"] });
- * const msg = await sub.waitFor((m) => m.topic.endsWith("/score"));
+ * async function firstScore(url: string) {
+ *   await using sub = await TestSubscriber.connect(url, { topics: ["efficientad/#"] });
+ *   const [score] = await sub.waitFor((m) => m.topic.endsWith("/score"));
+ *   return score;
+ * }
  * ```
  */
 export class TestSubscriber implements AsyncDisposable {

@@ -28,8 +28,13 @@ const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost"]);
  *
  * @example
  * ```ts
- * await using broker = await EmbeddedBroker.start({ port: 1883 });
- * const publisher = new MqttPublisher({ url: broker.url });
+ * import { MqttPublisher } from "./publisher.ts";
+ *
+ * async function serve(signal: AbortSignal) {
+ *   await using broker = await EmbeddedBroker.start({ port: 1883 });
+ *   await using publisher = new MqttPublisher({ url: broker.url, signal });
+ *   await publisher.waitConnected({ signal });
+ * }
  * ```
  */
 export class EmbeddedBroker implements AsyncDisposable {

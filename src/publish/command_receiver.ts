@@ -37,8 +37,18 @@ export interface CommandReceiverOptions {
  *
  * @example
  * ```ts
- * const receiver = new CommandReceiver({ topics: topics(), onCommand: console.log, logger });
- * connection.subscribe(receiver.subscription);
+ * import { createLogger } from "../core/log.ts";
+ * import type { MqttConnection } from "./connection.ts";
+ * import { topics } from "./topics.ts";
+ *
+ * function listen(connection: MqttConnection) {
+ *   const receiver = new CommandReceiver({
+ *     topics: topics(),
+ *     onCommand: (command) => console.log(command.camera, command.command),
+ *     logger: createLogger(),
+ *   });
+ *   connection.subscribe(receiver.subscription);
+ * }
  * ```
  */
 export class CommandReceiver {

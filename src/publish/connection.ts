@@ -124,9 +124,11 @@ const TRANSPORT_ERROR = /connection closed|disconnect|stream|socket|ECONN|EPIPE/
  *
  * @example
  * ```ts
- * await using connection = new MqttConnection({ url: "ws://127.0.0.1:9001/mqtt", clientId: "c1" });
- * connection.publish({ topic: "t", payload: "hello", qos: 1, retain: false });
- * await connection.flush({ signal: AbortSignal.timeout(5000) });
+ * async function hello(signal: AbortSignal) {
+ *   await using connection = new MqttConnection({ url: "ws://127.0.0.1:9001/mqtt", clientId: "c1" });
+ *   connection.publish({ topic: "t", payload: "hello", qos: 1, retain: false });
+ *   await connection.flush({ signal });
+ * }
  * ```
  */
 export class MqttConnection implements AsyncDisposable {

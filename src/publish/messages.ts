@@ -56,8 +56,14 @@ const JSON_PROPERTIES: OutgoingProperties = {
  *
  * @example
  * ```ts
+ * import type { ScoredFrame } from "../core/frame.ts";
+ * import type { MqttConnection } from "./connection.ts";
+ * import { topics } from "./topics.ts";
+ *
  * const build = new MessageBuilder({ topics: topics(), qos: 1, retainStatus: true });
- * connection.publish(build.score(scored, Date.now()));
+ * function send(connection: MqttConnection, scored: ScoredFrame) {
+ *   connection.publish(build.score(scored, Date.now()));
+ * }
  * ```
  */
 export class MessageBuilder {

@@ -140,8 +140,12 @@ interface CameraContext {
  *
  * @example
  * ```ts
- * await using publisher = new MqttPublisher({ url: "mqtt://127.0.0.1:1883", signal });
- * await scored.pipeTo(publisher.writable, { signal });
+ * import type { ScoredFrame } from "../core/frame.ts";
+ *
+ * async function publishAll(scored: ReadableStream<ScoredFrame>, signal: AbortSignal) {
+ *   await using publisher = new MqttPublisher({ url: "mqtt://127.0.0.1:1883", signal });
+ *   await scored.pipeTo(publisher.writable, { signal });
+ * }
  * ```
  */
 export class MqttPublisher implements AsyncDisposable {
@@ -375,12 +379,14 @@ export class MqttPublisher implements AsyncDisposable {
    *
    * @example
    * ```ts
-   * publisher.publishModel("line-1", {
-   *   state: "training",
-   *   modelVersion: "efficientad-s@3",
-   *   trigger: "drift",
-   *   training: { step: 400, total: 2000, loss: 0.0123, etaMs: 95_000 },
-   * });
+   * function reportTraining(publisher: MqttPublisher) {
+   *   publisher.publishModel("line-1", {
+   *     state: "training",
+   *     modelVersion: "efficientad-s@3",
+   *     trigger: "drift",
+   *     training: { step: 400, total: 2000, loss: 0.0123, etaMs: 95_000 },
+   *   });
+   * }
    * ```
    */
   publishModel(camera: string, update: ModelUpdate): void {

@@ -36,8 +36,10 @@ export interface TlsFiles {
  * ```ts
  * import { readTlsFiles } from "./tls_files.ts";
  *
- * const files = readTlsFiles({ ca: "/etc/ssl/broker-ca.pem" });
- * // { ca: "-----BEGIN CERTIFICATE-----...", rejectUnauthorized: true }
+ * function brokerCa() {
+ *   return readTlsFiles({ ca: "/etc/ssl/broker-ca.pem" });
+ *   // { ca: "-----BEGIN CERTIFICATE-----...", rejectUnauthorized: true }
+ * }
  * ```
  */
 export function readTlsFiles(tls: TlsFileOptions): TlsFiles {
