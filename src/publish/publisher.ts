@@ -14,7 +14,7 @@
  *
  * @module
  */
-import { assertPositiveInteger } from "../core/check.ts";
+import { assertNonNegativeInteger, assertPositiveInteger } from "../core/check.ts";
 import { errorMessage } from "../core/errors.ts";
 import type { CameraStatus, ScoredFrame } from "../core/frame.ts";
 import { createLogger, type Logger } from "../core/log.ts";
@@ -193,12 +193,7 @@ export class MqttPublisher implements AsyncDisposable {
       throw new RangeError(`Cannot use MQTT QoS ${qos}: expected 0, 1 or 2`);
     }
     const map = options.map ?? {};
-    const everyN = map.everyN ?? 1;
-    if (!Number.isInteger(everyN) || everyN < 0) {
-      throw new RangeError(
-        `Cannot publish maps every ${everyN} frames: expected a whole number >= 0`,
-      );
-    }
+    const everyN = assertNonNegativeInteger(map.everyN ?? 1, "every N", "Cannot publish maps");
     if ((map.width === undefined) !== (map.height === undefined)) {
       throw new RangeError("Cannot publish maps: give both width and height, or neither");
     }
@@ -223,7 +218,7 @@ export class MqttPublisher implements AsyncDisposable {
     this.#connection = new MqttConnection({
       url: options.url,
       clientId: this.clientId,
-      will: { ...offline, payload: "offline" },
+      will: { topic: offline.topic, payload: "offline", qos: offline.qos, retain: true },
       birth: this.#build.available("online"),
       logger: this.#log,
       // An already aborted signal: the connection never starts. A later abort goes through

@@ -16,7 +16,7 @@ import {
   makeTestCertificates,
   Mosquitto,
   MOSQUITTO_PASSWD_BIN,
-  runIn,
+  runCommand,
 } from "../../tests/support/mosquitto.ts";
 import { TcpProxy } from "../../tests/support/tcp_proxy.ts";
 import { decodeMapPng } from "./map_png.ts";
@@ -358,7 +358,9 @@ Deno.test({
     try {
       await makeTestCertificates(dir);
       const passwd = join(dir, "passwd");
-      await runIn(dir, MOSQUITTO_PASSWD_BIN!, ["-c", "-b", passwd, "edge", "s3cret-Pa55"]);
+      await runCommand(MOSQUITTO_PASSWD_BIN!, ["-c", "-b", passwd, "edge", "s3cret-Pa55"], {
+        cwd: dir,
+      });
       await using broker = await Mosquitto.start({
         passwordFile: passwd,
         tls: {

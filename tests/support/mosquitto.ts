@@ -313,22 +313,23 @@ export interface TestCertificates {
  * @throws {Error} when openssl fails (its stderr in the message).
  */
 export async function makeTestCertificates(dir: string): Promise<TestCertificates> {
+  const runOpenssl = (args: readonly string[]) => runCommand("openssl", args, { cwd: dir });
   const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
   const days = ["-days", "2"];
-  await runIn(dir, "openssl", [
+  await runOpenssl([
     "req",
     "-x509",
     ...ec,
     ...["-keyout", "ca.key", "-out", "ca.crt", ...days, "-subj", "/CN=efficientad test CA"],
   ]);
   for (const [name, san] of [["server", "IP:127.0.0.1,DNS:localhost"], ["client", "DNS:client"]]) {
-    await runIn(dir, "openssl", [
+    await runOpenssl([
       "req",
       ...ec,
       ...["-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", `/CN=${name}`],
     ]);
     await Deno.writeTextFile(join(dir, `${name}.ext`), `subjectAltName=${san}\n`);
-    await runIn(dir, "openssl", [
+    await runOpenssl([
       ...["x509", "-req", "-in", `${name}.csr`, "-CA", "ca.crt", "-CAkey", "ca.key"],
       ...["-CAcreateserial", "-out", `${name}.crt`, ...days, "-extfile", `${name}.ext`],
     ]);
@@ -343,11 +344,16 @@ export async function makeTestCertificates(dir: string): Promise<TestCertificate
 }
 
 /**
- * Runs a command in `cwd` and waits for it.
+ * Runs a command in `options.cwd` and waits for it.
  *
  * @throws {Error} "Cannot run <cmd> ...: <stderr>" when it fails.
  */
-export async function runIn(cwd: string, cmd: string, args: readonly string[]): Promise<void> {
+export async function runCommand(
+  cmd: string,
+  args: readonly string[],
+  options: { readonly cwd: string },
+): Promise<void> {
+  const { cwd } = options;
   const out = await new Deno.Command(cmd, {
     args: [...args],
     cwd,
