@@ -8,6 +8,7 @@
 import { z } from "zod";
 import { DEFAULTS } from "./defaults.ts";
 import { classifySource } from "../core/source.ts";
+import { isTlsScheme, MQTT_SCHEMES, MQTT_TLS_SCHEMES, mqttScheme } from "../core/mqtt_url.ts";
 
 /** ONNX Runtime execution providers a pipeline may ask for. */
 export const EXECUTION_PROVIDERS = ["tensorrt", "cuda", "webgpu", "cpu"] as const;
@@ -15,11 +16,8 @@ export const EXECUTION_PROVIDERS = ["tensorrt", "cuda", "webgpu", "cpu"] as cons
 /** A camera name: topic-safe, lower case. */
 export const CAMERA_NAME = /^[a-z0-9][a-z0-9_-]*$/;
 
-/** Schemes of the MQTT broker URL (those mqtt.js connects to). */
-export const MQTT_SCHEMES = ["mqtt", "mqtts", "tcp", "tls", "ws", "wss"] as const;
-
-/** The MQTT URL schemes that use TLS. */
-export const MQTT_TLS_SCHEMES = ["mqtts", "tls", "wss"] as const;
+/** The broker URL schemes, from `core/mqtt_url.ts` (the one list, shared with the publisher). */
+export { MQTT_SCHEMES, MQTT_TLS_SCHEMES };
 
 function list(values: readonly (string | number)[]): string {
   const items = values.map(String);
@@ -211,11 +209,10 @@ const brokerUrl = z.string({ error: "expected a string" }).superRefine((u, ctx) 
     });
     return;
   }
-  const scheme = url.protocol.slice(0, -1);
-  if (!(MQTT_SCHEMES as readonly string[]).includes(scheme)) {
+  if (mqttScheme(url) === undefined) {
     ctx.addIssue({
       code: "custom",
-      message: `unsupported scheme ${scheme}://: expected ${list(MQTT_SCHEMES)}`,
+      message: `unsupported scheme ${url.protocol}//: expected ${list(MQTT_SCHEMES)}`,
     });
   } else if (url.hostname === "") {
     ctx.addIssue({ code: "custom", message: "expected a host in the broker URL" });
@@ -292,8 +289,8 @@ const mqttSchema = mapping({
     });
   }
   if (m.tls !== undefined) {
-    const scheme = m.url === undefined ? undefined : new URL(m.url).protocol.slice(0, -1);
-    if (scheme === undefined || !(MQTT_TLS_SCHEMES as readonly string[]).includes(scheme)) {
+    const scheme = m.url === undefined ? undefined : mqttScheme(new URL(m.url));
+    if (scheme === undefined || !isTlsScheme(scheme)) {
       ctx.addIssue({
         code: "custom",
         path: ["tls"],

@@ -9,7 +9,7 @@ import { assertPositiveInteger } from "../core/check.ts";
 import { errorMessage } from "../core/errors.ts";
 import { createLogger, type Logger } from "../core/log.ts";
 import { redact } from "../core/redact.ts";
-import { Backoff } from "./backoff.ts";
+import { Backoff } from "../core/backoff.ts";
 import { resizeRgbExact } from "./exact_resize.ts";
 import { ffmpegArgs, type FfmpegArgsOptions, ffmpegFrameSize, type Size } from "./ffmpeg_args.ts";
 import { drainStderr, stopProcess } from "./ffmpeg_process.ts";

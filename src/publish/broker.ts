@@ -28,12 +28,12 @@ const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost"]);
  *
  * @example
  * ```ts
- * import { EmbeddedBroker } from "./broker.ts";
  * import { MqttPublisher } from "./publisher.ts";
  *
- * async function publishLocally(): Promise<void> {
+ * async function serve(signal: AbortSignal) {
  *   await using broker = await EmbeddedBroker.start({ port: 1883 });
- *   await using publisher = new MqttPublisher({ url: broker.url });
+ *   await using publisher = new MqttPublisher({ url: broker.url, signal });
+ *   await publisher.waitConnected({ signal });
  * }
  * ```
  */

@@ -5,7 +5,7 @@ import { EmbeddedBroker } from "./broker.ts";
 import { decodeMapPng } from "./map_png.ts";
 import type { ScoreMessage } from "./payloads.ts";
 import { MqttPublisher } from "./publisher.ts";
-import { deadline, syntheticScoredFrame, TestSubscriber } from "./testing.ts";
+import { deadline, syntheticScoredFrame, TestSubscriber } from "./_test_utils.ts";
 
 function capture() {
   const lines: string[] = [];

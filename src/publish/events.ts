@@ -111,14 +111,14 @@ interface Anomaly {
  *
  * @example
  * ```ts
- * import { type AnomalyEvent, EventTracker, type EventSample } from "./events.ts";
- *
- * function events(samples: EventSample[], publish: (event: AnomalyEvent) => void): void {
- *   const tracker = new EventTracker({ minDurationMs: 200 });
- *   for (const s of samples) {
- *     const event = tracker.observe(s);
- *     if (event) publish(event);
- *   }
+ * const tracker = new EventTracker({ minDurationMs: 200 });
+ * const samples: EventSample[] = [
+ *   { camera: "line-1", seq: 0, at: 0, score: 2.1, anomalous: true },
+ *   { camera: "line-1", seq: 1, at: 300, score: 2.3, anomalous: true },
+ * ];
+ * for (const s of samples) {
+ *   const event = tracker.observe(s);
+ *   if (event) console.log(event.type); // "start", at seq 1
  * }
  * ```
  */

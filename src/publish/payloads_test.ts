@@ -8,7 +8,7 @@ import {
   statsMessage,
   statusMessage,
 } from "./payloads.ts";
-import { syntheticScoredFrame } from "./testing.ts";
+import { syntheticScoredFrame } from "./_test_utils.ts";
 
 Deno.test("scoreMessage() carries raw and normalised scores, the raw threshold and latency", () => {
   const scored = syntheticScoredFrame({

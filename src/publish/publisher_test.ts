@@ -13,10 +13,13 @@ import {
   freePort,
   HAS_MOSQUITTO,
   HAS_MOSQUITTO_PASSWD,
+  makeTestCertificates,
   Mosquitto,
   MOSQUITTO_PASSWD_BIN,
+  runCommand,
 } from "../../tests/support/mosquitto.ts";
 import { HAS_OPENSSL } from "../../tests/support/openssl.ts";
+import { TcpProxy } from "../../tests/support/tcp_proxy.ts";
 import { decodeMapPng } from "./map_png.ts";
 import type { EventMessage, ScoreMessage, StatsMessage, StatusMessage } from "./payloads.ts";
 import { MqttPublisher } from "./publisher.ts";
@@ -28,7 +31,7 @@ import {
   syntheticScoredFrame,
   testPublisher,
   TestSubscriber,
-} from "./testing.ts";
+} from "./_test_utils.ts";
 
 const T0 = Date.UTC(2025, 5, 1, 12, 0, 0);
 
@@ -253,82 +256,6 @@ Deno.test({
   },
 });
 
-/** A TCP proxy whose connections a test can cut, as a network failure would. */
-class TcpProxy implements AsyncDisposable {
-  readonly port: number;
-  readonly #listener: Deno.Listener;
-  readonly #conns = new Set<Deno.Conn>();
-  readonly #tasks: Promise<void>[] = [];
-  readonly #accepting: Promise<void>;
-
-  constructor(target: number) {
-    this.#listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    this.port = (this.#listener.addr as Deno.NetAddr).port;
-    this.#accepting = this.#accept(target);
-  }
-
-  /** Closes every proxied connection on both sides; new ones are still accepted. */
-  cut(): void {
-    for (const c of this.#conns) {
-      try {
-        c.close();
-      } catch {
-        // already closed
-      }
-    }
-    this.#conns.clear();
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    this.#listener.close();
-    await this.#accepting;
-    this.cut();
-    await Promise.all(this.#tasks);
-  }
-
-  async #accept(target: number): Promise<void> {
-    try {
-      for await (const down of this.#listener) {
-        let up: Deno.Conn;
-        try {
-          up = await Deno.connect({ hostname: "127.0.0.1", port: target });
-        } catch {
-          down.close();
-          continue;
-        }
-        this.#conns.add(down);
-        this.#conns.add(up);
-        this.#tasks.push(this.#pipe(down, up), this.#pipe(up, down));
-      }
-    } catch {
-      // the listener was closed
-    }
-  }
-
-  async #pipe(from: Deno.Conn, to: Deno.Conn): Promise<void> {
-    const buf = new Uint8Array(16 * 1024);
-    try {
-      while (true) {
-        const n = await from.read(buf);
-        if (n === null) break;
-        let off = 0;
-        while (off < n) off += await to.write(buf.subarray(off, n));
-      }
-    } catch {
-      // cut
-    }
-    for (const c of [from, to]) {
-      if (this.#conns.delete(c)) {
-        try {
-          c.close();
-        } catch {
-          // already closed
-        }
-      }
-    }
-  }
-}
-
 Deno.test({
   name:
     "MqttPublisher() leaves its last will offline when its connection dies, then comes back online",
@@ -424,73 +351,17 @@ Deno.test("MqttPublisher() never blocks without a broker: it queues, drops the o
   assertOk(lines.every((l) => !l.includes("hunter22")), lines.join("\n"));
 });
 
-async function run(cmd: string, args: string[], cwd: string): Promise<void> {
-  const out = await new Deno.Command(cmd, { args, cwd, stdout: "piped", stderr: "piped" })
-    .output();
-  if (!out.success) {
-    throw new Error(
-      `Cannot run ${cmd} ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`,
-    );
-  }
-}
-
-/** A throwaway CA, a server certificate for 127.0.0.1 and a client certificate. */
-async function makeCertificates(dir: string): Promise<void> {
-  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-  await run("openssl", [
-    "req",
-    "-x509",
-    ...ec,
-    "-keyout",
-    "ca.key",
-    "-out",
-    "ca.crt",
-    "-days",
-    "2",
-    "-subj",
-    "/CN=efficientad test CA",
-  ], dir);
-  for (const [name, san] of [["server", "IP:127.0.0.1,DNS:localhost"], ["client", "DNS:client"]]) {
-    await run("openssl", [
-      "req",
-      ...ec,
-      "-keyout",
-      `${name}.key`,
-      "-out",
-      `${name}.csr`,
-      "-subj",
-      `/CN=${name}`,
-    ], dir);
-    await Deno.writeTextFile(join(dir, `${name}.ext`), `subjectAltName=${san}\n`);
-    await run("openssl", [
-      "x509",
-      "-req",
-      "-in",
-      `${name}.csr`,
-      "-CA",
-      "ca.crt",
-      "-CAkey",
-      "ca.key",
-      "-CAcreateserial",
-      "-out",
-      `${name}.crt`,
-      "-days",
-      "2",
-      "-extfile",
-      `${name}.ext`,
-    ], dir);
-  }
-}
-
 Deno.test({
   name: "MqttPublisher() connects over TLS with a client certificate, user name and password",
   ignore: !HAS_MOSQUITTO || !HAS_OPENSSL || !HAS_MOSQUITTO_PASSWD,
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "mqtt-tls-" });
     try {
-      await makeCertificates(dir);
+      await makeTestCertificates(dir);
       const passwd = join(dir, "passwd");
-      await run(MOSQUITTO_PASSWD_BIN!, ["-c", "-b", passwd, "edge", "s3cret-Pa55"], dir);
+      await runCommand(MOSQUITTO_PASSWD_BIN!, ["-c", "-b", passwd, "edge", "s3cret-Pa55"], {
+        cwd: dir,
+      });
       await using broker = await Mosquitto.start({
         passwordFile: passwd,
         tls: {

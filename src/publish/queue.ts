@@ -11,6 +11,8 @@
  * @module
  */
 
+import { assertPositiveInteger } from "../core/check.ts";
+
 /** MQTT 5 properties the publisher sets. */
 export interface OutgoingProperties {
   readonly contentType?: string;
@@ -42,12 +44,7 @@ export class OutgoingQueue {
 
   /** @throws {RangeError} when `limit` is not a positive integer. */
   constructor(limit: number) {
-    if (!Number.isInteger(limit) || limit < 1) {
-      throw new RangeError(
-        `Cannot make outgoing queue: limit must be a positive integer, got ${limit}`,
-      );
-    }
-    this.limit = limit;
+    this.limit = assertPositiveInteger(limit, "limit", "Cannot make outgoing queue");
   }
 
   /** Messages waiting. */

@@ -122,3 +122,25 @@ export function topics(prefix: string = DEFAULT_PREFIX): Topics {
     },
   };
 }
+
+/**
+ * Whether `topic` matches the subscription `filter` (MQTT wildcards: `+` one level, `#`
+ * the rest, a `$` topic only by a filter that names its first level).
+ *
+ * @example
+ * ```ts
+ * matchesFilter("efficientad/+/set/+", "efficientad/line-1/set/mark"); // true
+ * matchesFilter("efficientad/#", "efficientad/stats"); // true
+ * matchesFilter("efficientad/+", "efficientad/line-1/score"); // false
+ * ```
+ */
+export function matchesFilter(filter: string, topic: string): boolean {
+  const f = filter.split("/");
+  const t = topic.split("/");
+  if (topic.startsWith("$") && (f[0] === "+" || f[0] === "#")) return false;
+  for (let i = 0; i < f.length; i++) {
+    if (f[i] === "#") return true;
+    if (i >= t.length || (f[i] !== "+" && f[i] !== t[i])) return false;
+  }
+  return f.length === t.length;
+}

@@ -1,5 +1,5 @@
 import { assertEquals, assertThrows } from "../../tests/assert.ts";
-import { topics } from "./topics.ts";
+import { matchesFilter, topics } from "./topics.ts";
 
 Deno.test("topics() builds the topic tree under a prefix", () => {
   const t = topics("plant/efficientad");
@@ -42,5 +42,23 @@ Deno.test("topics() builds and matches the model and command topics", () => {
     ]
   ) {
     assertEquals(t.matchCommand(other), undefined);
+  }
+});
+
+Deno.test("matchesFilter() follows the MQTT wildcards", () => {
+  const cases: [string, string, boolean][] = [
+    ["a/+/set/+", "a/line-1/set/mark", true],
+    ["a/+/set/+", "a/line-1/set/mark/x", false],
+    ["a/+/set/+", "a/line-1/score", false],
+    ["a/#", "a/line-1/score", true],
+    ["a/#", "a", true],
+    ["a/b", "a/b", true],
+    ["a/b", "a/c", false],
+    ["+/x", "$SYS/x", false],
+    ["#", "$SYS/x", false],
+    ["$SYS/#", "$SYS/x", true],
+  ];
+  for (const [filter, topic, expected] of cases) {
+    assertEquals(matchesFilter(filter, topic), expected, `${filter} ${topic}`);
   }
 });

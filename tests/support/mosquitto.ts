@@ -1,7 +1,9 @@
 /**
  * A throwaway mosquitto broker for tests: its own temporary directory and config, a free
- * port on 127.0.0.1, and `stop()` / `restart()` on the same port so tests can take the
- * broker away under a client and bring it back.
+ * port on 127.0.0.1 (plain TCP or TLS), optionally a WebSocket listener (plain or TLS) on
+ * a second one, and `stop()` / `restart()` on the same ports so tests can take the broker
+ * away under a client and bring it back. {@linkcode makeTestCertificates} makes the TLS
+ * files (a CA, a server and a client certificate) with openssl.
  *
  * @example
  * ```ts
@@ -50,6 +52,40 @@ export const HAS_MOSQUITTO_PASSWD: boolean = component(
   { why: "no mosquitto_passwd on PATH or at /usr/bin/mosquitto_passwd" },
 );
 
+/**
+ * Whether the installed mosquitto was built with WebSocket support (`protocol websockets`);
+ * Debian's is.
+ *
+ * @throws {Error} under `CI=true` when mosquitto is there without it (see `components.ts`).
+ */
+export const HAS_MOSQUITTO_WEBSOCKETS: boolean = MOSQUITTO_BIN !== undefined &&
+  component("mosquitto with WebSocket support", mosquittoHasWebsockets(), {
+    why: "the installed mosquitto was built without `protocol websockets`",
+  });
+
+function mosquittoHasWebsockets(): boolean {
+  if (MOSQUITTO_BIN === undefined) return false;
+  try {
+    const binary = Deno.readFileSync(MOSQUITTO_BIN);
+    const needle = new TextEncoder().encode("Opening websockets listen socket");
+    return indexOf(binary, needle) >= 0;
+  } catch {
+    return false;
+  }
+}
+
+export { HAS_OPENSSL } from "./openssl.ts";
+
+function indexOf(haystack: Uint8Array, needle: Uint8Array): number {
+  const first = needle[0];
+  for (let i = haystack.indexOf(first!); i >= 0; i = haystack.indexOf(first!, i + 1)) {
+    let k = 1;
+    while (k < needle.length && haystack[i + k] === needle[k]) k++;
+    if (k === needle.length) return i;
+  }
+  return -1;
+}
+
 function findBinary(name: string, fallback: string): string | undefined {
   const dirs = (Deno.env.get("PATH") ?? "").split(":").filter((d) => d !== "");
   for (const p of [...dirs.map((d) => join(d, name)), fallback]) {
@@ -79,6 +115,11 @@ export interface MosquittoOptions {
   readonly persistence?: boolean;
   /** A TLS listener instead of plain TCP. */
   readonly tls?: MosquittoTls;
+  /**
+   * A WebSocket listener too, on a second free port (see {@linkcode Mosquitto.wsUrl});
+   * with `tls`, WebSocket over TLS. Needs {@linkcode HAS_MOSQUITTO_WEBSOCKETS}.
+   */
+  readonly websockets?: { readonly tls?: MosquittoTls };
   /** A `mosquitto_passwd` file; anonymous clients are refused when it is set. */
   readonly passwordFile?: string;
   /** Extra config lines, appended as they are. */
@@ -96,12 +137,15 @@ export class Mosquitto implements AsyncDisposable {
   readonly host = "127.0.0.1";
   /** The port it listens on, the same across restarts. */
   readonly port: number;
+  /** The port of the WebSocket listener, when there is one. */
+  readonly wsPort: number | undefined;
   /** Its temporary directory (config, log, persistence, and room for a test's files). */
   readonly dir: string;
   readonly #configPath: string;
   readonly #logPath: string;
   readonly #startTimeoutMs: number;
   readonly #tls: boolean;
+  readonly #wsTls: boolean;
   #child: Deno.ChildProcess | undefined;
 
   private constructor(port: number, dir: string, options: MosquittoOptions) {
@@ -111,6 +155,8 @@ export class Mosquitto implements AsyncDisposable {
     this.#logPath = join(dir, "mosquitto.log");
     this.#startTimeoutMs = options.startTimeoutMs ?? 10_000;
     this.#tls = options.tls !== undefined;
+    this.wsPort = options.websockets !== undefined ? freePort() : undefined;
+    this.#wsTls = options.websockets?.tls !== undefined;
     Deno.writeTextFileSync(this.#configPath, this.#config(options));
   }
 
@@ -136,6 +182,15 @@ export class Mosquitto implements AsyncDisposable {
   /** `mqtt://127.0.0.1:<port>` (or `mqtts://` with TLS). */
   get url(): string {
     return `${this.#tls ? "mqtts" : "mqtt"}://${this.host}:${this.port}`;
+  }
+
+  /**
+   * `ws://127.0.0.1:<wsPort>` (or `wss://` with TLS), when there is a WebSocket listener.
+   * mosquitto takes any WebSocket path.
+   */
+  get wsUrl(): string | undefined {
+    if (this.wsPort === undefined) return undefined;
+    return `${this.#wsTls ? "wss" : "ws"}://${this.host}:${this.wsPort}`;
   }
 
   /** Whether the process is running. */
@@ -187,7 +242,6 @@ export class Mosquitto implements AsyncDisposable {
 
   #config(options: MosquittoOptions): string {
     const lines = [
-      `listener ${this.port} ${this.host}`,
       // Running as root, mosquitto would switch to the `mosquitto` user and lose access to
       // the temporary directory; as another user this line has no effect.
       "user root",
@@ -203,12 +257,14 @@ export class Mosquitto implements AsyncDisposable {
     } else {
       lines.push("allow_anonymous true");
     }
-    if (options.tls !== undefined) {
+    // TLS settings belong to the listener line above them.
+    lines.push(`listener ${this.port} ${this.host}`, ...tlsLines(options.tls));
+    if (this.wsPort !== undefined) {
+      // mosquitto 2.0 starts no WebSocket listener without another one: keep the main one.
       lines.push(
-        `cafile ${options.tls.cafile}`,
-        `certfile ${options.tls.certfile}`,
-        `keyfile ${options.tls.keyfile}`,
-        `require_certificate ${options.tls.requireCertificate ? "true" : "false"}`,
+        `listener ${this.wsPort} ${this.host}`,
+        "protocol websockets",
+        ...tlsLines(options.websockets?.tls),
       );
     }
     lines.push(...(options.extraConfig ?? []));
@@ -232,7 +288,12 @@ export class Mosquitto implements AsyncDisposable {
         this.#child = undefined;
         throw new Error(`Cannot start mosquitto: it exited\n${this.log().slice(-2000)}`);
       }
-      if (await accepts(this.host, this.port)) return;
+      if (
+        await accepts(this.host, this.port) &&
+        (this.wsPort === undefined || await accepts(this.host, this.wsPort))
+      ) {
+        return;
+      }
       if (Date.now() > deadline) {
         await this.stop("SIGKILL");
         throw new Error(
@@ -243,6 +304,88 @@ export class Mosquitto implements AsyncDisposable {
       }
       await new Promise((r) => setTimeout(r, 25));
     }
+  }
+}
+
+function tlsLines(tls: MosquittoTls | undefined): string[] {
+  if (tls === undefined) return [];
+  return [
+    `cafile ${tls.cafile}`,
+    `certfile ${tls.certfile}`,
+    `keyfile ${tls.keyfile}`,
+    `require_certificate ${tls.requireCertificate ? "true" : "false"}`,
+  ];
+}
+
+/** The files {@linkcode makeTestCertificates} writes, as paths. */
+export interface TestCertificates {
+  /** `ca.crt`: the throwaway CA. */
+  readonly ca: string;
+  /** `server.crt` / `server.key`: for 127.0.0.1 and localhost. */
+  readonly serverCert: string;
+  readonly serverKey: string;
+  /** `client.crt` / `client.key`: a client certificate signed by the CA. */
+  readonly clientCert: string;
+  readonly clientKey: string;
+}
+
+/**
+ * Writes a throwaway CA, a server certificate for 127.0.0.1 and a client certificate
+ * (EC P-256, valid two days) into `dir`. Needs {@linkcode HAS_OPENSSL}.
+ *
+ * @throws {Error} when openssl fails (its stderr in the message).
+ */
+export async function makeTestCertificates(dir: string): Promise<TestCertificates> {
+  const runOpenssl = (args: readonly string[]) => runCommand("openssl", args, { cwd: dir });
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+  const days = ["-days", "2"];
+  await runOpenssl([
+    "req",
+    "-x509",
+    ...ec,
+    ...["-keyout", "ca.key", "-out", "ca.crt", ...days, "-subj", "/CN=efficientad test CA"],
+  ]);
+  for (const [name, san] of [["server", "IP:127.0.0.1,DNS:localhost"], ["client", "DNS:client"]]) {
+    await runOpenssl([
+      "req",
+      ...ec,
+      ...["-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", `/CN=${name}`],
+    ]);
+    await Deno.writeTextFile(join(dir, `${name}.ext`), `subjectAltName=${san}\n`);
+    await runOpenssl([
+      ...["x509", "-req", "-in", `${name}.csr`, "-CA", "ca.crt", "-CAkey", "ca.key"],
+      ...["-CAcreateserial", "-out", `${name}.crt`, ...days, "-extfile", `${name}.ext`],
+    ]);
+  }
+  return {
+    ca: join(dir, "ca.crt"),
+    serverCert: join(dir, "server.crt"),
+    serverKey: join(dir, "server.key"),
+    clientCert: join(dir, "client.crt"),
+    clientKey: join(dir, "client.key"),
+  };
+}
+
+/**
+ * Runs a command in `options.cwd` and waits for it.
+ *
+ * @throws {Error} "Cannot run <cmd> ...: <stderr>" when it fails.
+ */
+export async function runCommand(
+  cmd: string,
+  args: readonly string[],
+  options: { readonly cwd: string },
+): Promise<void> {
+  const { cwd } = options;
+  const out = await new Deno.Command(cmd, {
+    args: [...args],
+    cwd,
+    stdout: "piped",
+    stderr: "piped",
+  })
+    .output();
+  if (!out.success) {
+    throw new Error(`Cannot run ${cmd} ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
   }
 }
 

@@ -1,5 +1,5 @@
 /**
- * Jittered exponential backoff for restarting a failed source.
+ * Jittered exponential backoff for restarting a failed source or reconnecting to a broker.
  *
  * @module
  */
@@ -19,7 +19,7 @@ export interface BackoffOptions {
 /**
  * Delays that start at `initialMs`, double after each attempt and stop growing at `maxMs`,
  * each multiplied by a random factor in [1 - jitter, 1 + jitter] (±20 % by default, so that
- * cameras that failed together do not retry together) and then capped at `maxMs`.
+ * clients that failed together do not retry together) and then capped at `maxMs`.
  * {@linkcode Backoff.reset} starts over, for when a source has been healthy for a while.
  *
  * @example

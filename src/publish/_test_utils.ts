@@ -40,11 +40,10 @@ export interface TestSubscriberOptions {
  *
  * @example
  * ```ts
- * import { TestSubscriber } from "./testing.ts";
- *
- * async function firstScore(url: string): Promise<void> {
+ * async function firstScore(url: string) {
  *   await using sub = await TestSubscriber.connect(url, { topics: ["efficientad/#"] });
- *   const msg = await sub.waitFor((m) => m.topic.endsWith("/score"));
+ *   const [score] = await sub.waitFor((m) => m.topic.endsWith("/score"));
+ *   return score;
  * }
  * ```
  */
