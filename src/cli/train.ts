@@ -311,11 +311,11 @@ function prefixed(dict: StateDict, prefix: string): StateDict {
  */
 export async function defaultStepFactory(engine: TrainEngine = "onnx"): Promise<TrainStepFactory> {
   if (engine === "onnx") {
-    const { onnxTrainStepFactory } = await import("../train/onnx_step.ts");
+    const { onnxTrainStepFactory } = await import("../train/onnx/train_step.ts");
     return onnxTrainStepFactory();
   }
   try {
-    const { tfjsTrainStepFactory } = await import("../train/tfjs_step.ts");
+    const { tfjsTrainStepFactory } = await import("../train/tfjs/train_step.ts");
     return tfjsTrainStepFactory();
   } catch (e) {
     throw new InputError(

@@ -5,7 +5,7 @@ import { InputError } from "../core/errors.ts";
 import { createLogger, type Logger } from "../core/log.ts";
 import { readProjectModel } from "../model/project_format.ts";
 import { readCheckpoint, TRAIN_SOURCE } from "../train/checkpoint.ts";
-import { stubFactory, type StubStep, writePngs } from "../train/_stub_step_test.ts";
+import { stubFactory, type StubStep, writePngs } from "../train/_test_utils.ts";
 import type { TrainStepFactory } from "../train/loop.ts";
 import {
   defaultStepFactory,

@@ -2,7 +2,7 @@ import { join } from "node:path";
 import { assertEquals, assertOk, assertRejects, assertThrows } from "../../tests/assert.ts";
 import { InputError } from "../core/errors.ts";
 import { imageToTensor } from "../image/decode.ts";
-import { writePngs } from "./_stub_step_test.ts";
+import { writePngs } from "./_test_utils.ts";
 import { resizeBilinear } from "../image/resize.ts";
 import {
   deriveSeed,

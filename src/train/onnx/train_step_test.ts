@@ -1,10 +1,10 @@
 import { join } from "node:path";
-import { createLogger } from "../core/log.ts";
-import { readProjectModel } from "../model/project_format.ts";
-import { createOnnxEngine } from "../infer/onnx/engine.ts";
-import { trainCommand } from "../cli/train.ts";
-import { assertEquals, assertOk } from "../../tests/assert.ts";
-import { writePngs } from "./_stub_step_test.ts";
+import { createLogger } from "../../core/log.ts";
+import { readProjectModel } from "../../model/project_format.ts";
+import { createOnnxEngine } from "../../infer/onnx/engine.ts";
+import { trainCommand } from "../../cli/train.ts";
+import { assertEquals, assertOk } from "../../../tests/assert.ts";
+import { writePngs } from "../_test_utils.ts";
 
 Deno.test("onnxTrainStepFactory() trains, calibrates and writes a model the engine serves", async () => {
   const dir = await Deno.makeTempDir();
@@ -48,7 +48,7 @@ Deno.test("onnxTrainStepFactory() trains, calibrates and writes a model the engi
 });
 
 Deno.test("onnxTrainStepFactory() resumes from a checkpoint to the same weights as one run", async () => {
-  const { onnxTrainStepFactory } = await import("./onnx_step.ts");
+  const { onnxTrainStepFactory } = await import("./train_step.ts");
   const dir = await Deno.makeTempDir();
   try {
     await writePngs(join(dir, "data"), 3, { width: 256, height: 256 });
