@@ -133,6 +133,9 @@ export class EpochSampler {
 /** How the calibration images (quantiles, threshold) are chosen. */
 export type CalibrationSource = "split" | "test-good";
 
+/** The share of the normal images held out for calibration by default (`split`). */
+export const DEFAULT_HOLDOUT = 0.1;
+
 /** Options of {@linkcode findTrainingData}. */
 export interface TrainingDataOptions {
   /**
@@ -141,7 +144,7 @@ export interface TrainingDataOptions {
    * `train/good`.
    */
   readonly calibration?: CalibrationSource;
-  /** Fraction of the normal images held out for calibration with `split`. Default 0.1. */
+  /** Fraction of the normal images held out for calibration with `split`. Default {@linkcode DEFAULT_HOLDOUT}. */
   readonly holdout?: number;
   /** Seed of the split. Default 0. */
   readonly seed?: number;
@@ -186,7 +189,7 @@ export async function findTrainingData(
   options: TrainingDataOptions = {},
 ): Promise<TrainingData> {
   const source = options.calibration ?? "split";
-  const holdout = options.holdout ?? 0.1;
+  const holdout = options.holdout ?? DEFAULT_HOLDOUT;
   if (!(holdout >= 0 && holdout < 1)) {
     throw new InputError(`Cannot use holdout ${holdout}: expected a fraction in [0, 1)`);
   }

@@ -52,8 +52,8 @@ export interface OnnxTrainerOptions {
   readonly penalty?: boolean;
 }
 
-/** The losses of one step, before the update. */
-export interface StepLosses {
+/** The losses of one {@linkcode OnnxTrainer.trainStep}, before the update (the graph's outputs). */
+export interface OnnxTrainerLosses {
   readonly hard: number;
   readonly penalty: number;
   readonly ae: number;
@@ -132,7 +132,7 @@ export class OnnxTrainer implements AsyncDisposable {
   }
 
   /** One training step at learning rate `lr`; returns the losses before the update. */
-  async trainStep(images: StepImages, lr: number): Promise<StepLosses> {
+  async trainStep(images: StepImages, lr: number): Promise<OnnxTrainerLosses> {
     const { config } = this.#options;
     const x = batchOfOne(images.x);
     const augmented = batchOfOne(images.augmented);
