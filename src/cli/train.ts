@@ -249,12 +249,14 @@ export async function trainCommand(
     ? (e: TrainEvent) => writeAll(events, encoder.encode(trainEventLine(e) + "\n"))
     : undefined;
 
-  // Ctrl-C: stop after the current step and leave a checkpoint.
+  // Ctrl-C: stop after the current step and leave a checkpoint; before the step is built
+  // (data, teacher), and the second time, quit at once.
   const controller = new AbortController();
+  let started = false;
   let onSigint: (() => void) | undefined;
   if (options.signal === undefined) {
     onSigint = () => {
-      if (controller.signal.aborted) Deno.exit(130);
+      if (!started || controller.signal.aborted) Deno.exit(130);
       log.warn("interrupt: stopping after the current step (Ctrl-C again to quit at once)");
       controller.abort();
     };
@@ -271,6 +273,7 @@ export async function trainCommand(
       ...(options.writer ? { writer: options.writer } : {}),
       ...(options.logEvery !== undefined ? { logEvery: options.logEvery } : {}),
       ...(emit ? { onProgress: (p) => emit({ type: "progress", ...p }) } : {}),
+      onStarted: () => (started = true),
     });
     emit?.({
       type: "done",

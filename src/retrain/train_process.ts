@@ -173,8 +173,9 @@ export class TrainProcess implements AsyncDisposable {
     this.argv = trainArgv(options);
     this.#killGraceMs = options.killGraceMs ?? 5000;
     this.#keep = options.keepLines ?? 50;
-    if (!(this.#killGraceMs >= 0) || !(Number.isInteger(this.#keep) && this.#keep > 0)) {
-      throw new RangeError("Cannot train: killGraceMs must be >= 0 and keepLines positive");
+    assertPositiveInteger(this.#keep, "keepLines", "Cannot train");
+    if (!(this.#killGraceMs >= 0)) {
+      throw new RangeError(`Cannot train: killGraceMs must be >= 0, got ${this.#killGraceMs}`);
     }
     this.#onProgress = options.onProgress;
     this.#signal = options.signal;

@@ -9,6 +9,7 @@
  */
 import { listImages } from "../image/list.ts";
 import { join } from "node:path";
+import { assertPositiveInteger } from "../core/check.ts";
 import { InputError } from "../core/errors.ts";
 import type { Tensor } from "../core/tensor.ts";
 import { imageToTensor, readImage } from "../image/decode.ts";
@@ -95,9 +96,7 @@ export class EpochSampler {
    * @throws {RangeError} when `n` is not a positive integer or the state is out of range.
    */
   constructor(n: number, seed: number, state: SamplerState = { epoch: 0, position: 0 }) {
-    if (!Number.isInteger(n) || n < 1) {
-      throw new RangeError(`Cannot sample from ${n} items: expected at least one`);
-    }
+    assertPositiveInteger(n, "item count", "Cannot sample");
     if (state.epoch < 0 || state.position < 0 || state.position > n) {
       throw new RangeError(
         `Cannot restore sampler state epoch ${state.epoch} position ${state.position} for ${n} items`,

@@ -100,6 +100,11 @@ export interface TrainModelOptions extends TrainSettings {
   readonly logEvery?: number;
   /** Receives the progress every `logEvery` steps and at the last step. */
   readonly onProgress?: (progress: TrainProgress) => void;
+  /**
+   * Called once the training step is built, before the teacher's statistics: from then on
+   * an abort of `signal` ends the run cleanly (before it, the run only notices at that point).
+   */
+  readonly onStarted?: () => void;
 }
 
 /** What {@linkcode trainModel} did. */
@@ -324,6 +329,7 @@ export async function trainModel(options: TrainModelOptions): Promise<TrainOutco
     ...(ckpt?.snapshot.random !== undefined ? { random: ckpt.snapshot.random } : {}),
   });
 
+  options.onStarted?.();
   const signal = options.signal ?? new AbortController().signal;
   let teacherNorm: TeacherNorm;
   if (ckpt?.teacherNorm) teacherNorm = ckpt.teacherNorm;

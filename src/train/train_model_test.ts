@@ -28,6 +28,7 @@ Deno.test("trainModel() reports progress every logEvery steps and stops on the s
     const controller = new AbortController();
     const reports: TrainProgress[] = [];
     const made: StubStep[] = [];
+    let started = 0;
     const outcome = await trainModel({
       data: join(dir, "data"),
       out: join(dir, "model"),
@@ -38,7 +39,9 @@ Deno.test("trainModel() reports progress every logEvery steps and stops on the s
       logEvery: 2,
       step: stubFactory(made),
       signal: controller.signal,
+      onStarted: () => started++,
       onProgress: (p) => {
+        assertEquals(started, 1);
         reports.push(p);
         if (p.step === 4) controller.abort();
       },
@@ -49,6 +52,7 @@ Deno.test("trainModel() reports progress every logEvery steps and stops on the s
     assertEquals(outcome.checkpointDir, join(dir, "model", "checkpoint"));
     assertEquals((await readCheckpoint(outcome.checkpointDir)).loop.step, 4);
     assertOk(made[0]!.disposed);
+    assertEquals(started, 1);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
