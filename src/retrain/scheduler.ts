@@ -187,13 +187,23 @@ export interface SchedulerStatus {
  *
  * @example
  * ```ts
- * await using scheduler = new RetrainScheduler({
- *   triggers: { interval: "6h", minNewFrames: 500, drift: { window: 100, factor: 1.3 } },
- *   train: { steps: 2000 },
- *   prepareData: async () => ({ dataDir: await store.snapshot(), outDir: registry.nextDir() }),
- *   onResult: async ({ result }) => { if (result?.ok) await validateAndPromote(result.outDir); },
- * });
- * scheduler.noteNormalFrame(0.42);
+ * import { RetrainScheduler } from "./scheduler.ts";
+ *
+ * async function schedule(
+ *   snapshot: () => Promise<string>,
+ *   nextDir: () => string,
+ *   validateAndPromote: (dir: string) => Promise<void>,
+ * ): Promise<void> {
+ *   await using scheduler = new RetrainScheduler({
+ *     triggers: { interval: "6h", minNewFrames: 500, drift: { window: 100, factor: 1.3 } },
+ *     train: { steps: 2000 },
+ *     prepareData: async () => ({ dataDir: await snapshot(), outDir: nextDir() }),
+ *     onResult: async ({ result }) => {
+ *       if (result?.ok) await validateAndPromote(result.outDir);
+ *     },
+ *   });
+ *   scheduler.noteNormalFrame(0.42);
+ * }
  * ```
  */
 export class RetrainScheduler implements AsyncDisposable {

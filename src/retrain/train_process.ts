@@ -139,9 +139,17 @@ export function trainArgv(options: TrainProcessOptions): string[] {
  *
  * @example
  * ```ts
- * await using run = new TrainProcess({ dataDir: "store/cam1", outDir: "models/cam1/next", steps: 2000 });
- * const result = await run.result;
- * if (result.ok) promote(result.outDir);
+ * import { TrainProcess } from "./train_process.ts";
+ *
+ * async function retrain(promote: (dir: string) => Promise<void>): Promise<void> {
+ *   await using run = new TrainProcess({
+ *     dataDir: "store/cam1",
+ *     outDir: "models/cam1/next",
+ *     steps: 2000,
+ *   });
+ *   const result = await run.result;
+ *   if (result.ok) await promote(result.outDir);
+ * }
  * ```
  */
 export class TrainProcess implements AsyncDisposable {

@@ -5,9 +5,21 @@
  * Adam state back in at every step.
  *
  * ```ts
- * await using trainer = await OnnxTrainer.create({ config, stateDict });
- * const losses = await trainer.trainStep({ x, penalty, augmented }, 1e-4);
- * const weights = trainer.parameters(); // student.* and ae.* after the step
+ * import type { Tensor } from "../../core/tensor.ts";
+ * import type { EfficientAdConfig } from "../../model/config.ts";
+ * import type { StateDict } from "../../model/state_dict.ts";
+ * import { OnnxTrainer } from "./trainer.ts";
+ *
+ * async function oneStep(
+ *   config: EfficientAdConfig,
+ *   stateDict: StateDict,
+ *   images: { x: Tensor; penalty: Tensor; augmented: Tensor },
+ * ): Promise<StateDict> {
+ *   await using trainer = await OnnxTrainer.create({ config, stateDict });
+ *   const losses = await trainer.trainStep(images, 1e-4);
+ *   console.log(losses.total);
+ *   return trainer.parameters(); // student.* and ae.* after the step
+ * }
  * ```
  *
  * @module
