@@ -32,11 +32,8 @@ import { nearestRank } from "../src/core/percentiles.ts";
 import { Pipeline } from "../src/pipeline/pipeline.ts";
 import { DEFAULT_PREFIX } from "../src/publish/topics.ts";
 import { TestSubscriber } from "../src/publish/_test_utils.ts";
-import {
-  defaultTrainCommand,
-  TrainProcess,
-  type TrainProgress,
-} from "../src/retrain/train_process.ts";
+import { defaultTrainCommand, TrainProcess } from "../src/retrain/train_process.ts";
+import type { TrainProgress } from "../src/train/progress_event.ts";
 
 const { values } = parseArgs({
   args: Deno.args,

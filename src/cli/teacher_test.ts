@@ -4,7 +4,7 @@ import { assertEquals, assertOk, assertRejects } from "../../tests/assert.ts";
 import { InputError } from "../core/errors.ts";
 import { createLogger } from "../core/log.ts";
 import { ChecksumError, sha256Hex } from "../train/teacher_fetch.ts";
-import { writePngs } from "../train/_stub_step_test.ts";
+import { writePngs } from "../train/_test_utils.ts";
 import { trainCommand } from "./train.ts";
 import { teacherCommand } from "./teacher.ts";
 import { HAS_SHARED_TEACHER, SHARED_TEACHER } from "../../tests/parity.ts";

@@ -1,42 +1,28 @@
 /**
- * The `train` command: teaches EfficientAD a product from normal images and writes a
- * project model directory (plus its ONNX graph), with periodic checkpoints that
- * `--resume` continues from exactly and a Ctrl-C that leaves a usable checkpoint.
- *
- * The numerical step is injected ({@linkcode TrainStepFactory}); this module is the
- * plumbing around it: flags, data, teacher, penalty images, schedule, checkpoints,
- * calibration and output.
+ * The `train` command: parses its flags and calls {@linkcode trainModel} (see
+ * `src/train/train_model.ts`), with a Ctrl-C that leaves a usable checkpoint. With
+ * `--progress-json` it also writes the run's events as JSON lines on standard output
+ * ({@linkcode TrainEvent}: the retraining service starts it so and reads them back).
  *
  * @module
  */
 import { parseArgs } from "node:util";
-import { join, resolve } from "node:path";
-import { InputError } from "../core/errors.ts";
+import { assertNonNegativeInteger, assertPositiveInteger } from "../core/check.ts";
+import { errorMessage, InputError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
-import { loadTeacher } from "../model/artifact.ts";
-import { type EfficientAdConfig, type ModelSize, resolveConfig } from "../model/config.ts";
-import type { StateDict } from "../model/state_dict.ts";
-import { buildEfficientAdGraph } from "../infer/onnx/efficientad_graph.ts";
-import { type CalibrationSource, findTrainingData, ImageSet } from "../train/data.ts";
-import { PenaltyImages } from "../train/penalty.ts";
+import type { ModelSize } from "../model/config.ts";
+import type { CalibrationSource } from "../train/data.ts";
+import type { TrainStepFactory } from "../train/loop.ts";
+import type { ProgressWriter } from "../train/progress_display.ts";
+import { type TrainEvent, trainEventLine } from "../train/progress_event.ts";
 import {
-  calibrate,
-  type JsonScalar,
-  readCheckpoint,
-  type TrainCheckpoint,
-  writeCheckpoint,
-  writeTrainedModel,
-} from "../train/checkpoint.ts";
-import {
-  computeTeacherNorm,
-  initialWeights,
-  runTraining,
-  type StepLosses,
-  type TeacherNorm,
-  type TrainStepFactory,
-} from "../train/loop.ts";
-import { type ProgressWriter, TrainProgress } from "../train/progress.ts";
-import { DEFAULT_TEACHER_DIR, resolveTeacherPath } from "../train/teacher_fetch.ts";
+  DEFAULT_CHECKPOINT_EVERY,
+  DEFAULT_ENGINE,
+  type TrainEngine,
+  trainModel,
+  type TrainOutcome,
+  type TrainSettings,
+} from "../train/train_model.ts";
 
 /** Usage lines of `train`, for the CLI's help text. */
 export const TRAIN_USAGE = `  train --data <folder> --out <model dir> [options]
@@ -58,45 +44,34 @@ export const TRAIN_USAGE = `  train --data <folder> --out <model dir> [options]
       --resume <dir>        continue a run from its checkpoint directory
       --exit-with-parent    stop when standard input closes (the service starts its
                             trainings so, and they end if the service dies)
+      --progress-json       also write progress, the end or the error as JSON lines on
+                            standard output (for the service; the bar is off)
 `;
 
-/** Default number of steps: the paper's and anomalib's recipe. */
-export const DEFAULT_STEPS = 70_000;
-/** Default steps between checkpoints. */
-export const DEFAULT_CHECKPOINT_EVERY = 500;
-
 /** The flags of `train`, validated; settings left out are `undefined`. */
-export interface TrainFlags {
-  readonly data?: string;
-  readonly out?: string;
-  readonly size?: ModelSize;
-  readonly steps?: number;
-  readonly imageSize?: readonly [number, number];
-  readonly teacher?: string;
-  readonly penaltyImages?: string;
-  readonly seed?: number;
-  readonly calibration?: CalibrationSource;
-  readonly holdout?: number;
+export interface TrainFlags extends TrainSettings {
   readonly checkpointEvery: number;
-  readonly checkpointDir?: string;
-  readonly resume?: string;
-  /** Exit when standard input closes (the process that started the training is gone). */
-  readonly exitWithParent?: boolean;
   /** The training engine: `onnx` (ONNX Runtime, default) or `tfjs`. */
   readonly engine: TrainEngine;
+  /** Exit when standard input closes (the process that started the training is gone). */
+  readonly exitWithParent?: boolean;
+  /** Write the run's events as JSON lines on standard output. */
+  readonly progressJson?: boolean;
 }
 
-/** Where the training step runs. */
-export type TrainEngine = "onnx" | "tfjs";
-
-function positiveInt(flag: string, value: string, min = 1): number {
+/** An integer flag of at least `min` (0 or 1); decimal digits only. */
+function integerFlag(flag: string, value: string, min: 0 | 1): number {
   const n = Number(value);
-  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min) {
-    throw new InputError(
-      `Cannot use --${flag} ${value}: expected an integer of at least ${min}`,
-    );
+  // Hexadecimal or exponent notation reads as an integer to Number(): refuse it too.
+  const checked = /^\s*\d+\s*$/.test(value) || !Number.isInteger(n) ? n : NaN;
+  const action = `Cannot use --${flag} ${value}`;
+  try {
+    return min === 1
+      ? assertPositiveInteger(checked, `--${flag}`, action)
+      : assertNonNegativeInteger(checked, `--${flag}`, action);
+  } catch (e) {
+    throw new InputError(errorMessage(e), { cause: e });
   }
-  return n;
 }
 
 /**
@@ -126,12 +101,13 @@ export function parseTrainArgs(args: readonly string[]): TrainFlags {
         resume: { type: "string" },
         engine: { type: "string" },
         "exit-with-parent": { type: "boolean" },
+        "progress-json": { type: "boolean" },
       },
       allowPositionals: false,
       strict: true,
     }));
   } catch (e) {
-    throw new InputError(`Cannot parse train options: ${(e as Error).message}`, { cause: e });
+    throw new InputError(`Cannot parse train options: ${errorMessage(e)}`, { cause: e });
   }
   let size: ModelSize | undefined;
   if (values.size !== undefined) {
@@ -184,7 +160,7 @@ export function parseTrainArgs(args: readonly string[]): TrainFlags {
       throw new InputError("Cannot train: --out <model dir> is required");
     }
   }
-  const engine = (values.engine ?? "onnx") as TrainEngine;
+  const engine = (values.engine ?? DEFAULT_ENGINE) as TrainEngine;
   if (engine !== "onnx" && engine !== "tfjs") {
     throw new InputError(`Cannot use --engine ${values.engine}: expected onnx or tfjs`);
   }
@@ -192,81 +168,28 @@ export function parseTrainArgs(args: readonly string[]): TrainFlags {
     engine,
     checkpointEvery: values["checkpoint-every"] === undefined
       ? DEFAULT_CHECKPOINT_EVERY
-      : positiveInt("checkpoint-every", values["checkpoint-every"], 0),
+      : integerFlag("checkpoint-every", values["checkpoint-every"], 0),
     ...(values.data !== undefined ? { data: values.data } : {}),
     ...(values.out !== undefined ? { out: values.out } : {}),
     ...(size ? { size } : {}),
-    ...(values.steps !== undefined ? { steps: positiveInt("steps", values.steps) } : {}),
+    ...(values.steps !== undefined ? { steps: integerFlag("steps", values.steps, 1) } : {}),
     ...(imageSize ? { imageSize } : {}),
     ...(values.teacher !== undefined ? { teacher: values.teacher } : {}),
     ...(values["penalty-images"] !== undefined ? { penaltyImages: values["penalty-images"] } : {}),
-    ...(values.seed !== undefined ? { seed: positiveInt("seed", values.seed, 0) } : {}),
+    ...(values.seed !== undefined ? { seed: integerFlag("seed", values.seed, 0) } : {}),
     ...(calibration ? { calibration } : {}),
     ...(holdout !== undefined ? { holdout } : {}),
     ...(values["exit-with-parent"] === true ? { exitWithParent: true } : {}),
+    ...(values["progress-json"] === true ? { progressJson: true } : {}),
     ...(values["checkpoint-dir"] !== undefined ? { checkpointDir: values["checkpoint-dir"] } : {}),
     ...(values.resume !== undefined ? { resume: values.resume } : {}),
   };
   return flags;
 }
 
-/** The settings of a run, all resolved (what a checkpoint stores as `options`). */
-interface RunSettings {
-  data: string;
-  out: string;
-  steps: number;
-  seed: number;
-  teacher: string | null;
-  penalty: string | null;
-  calibration: CalibrationSource;
-  holdout: number;
-}
-
-function settingsRecord(s: RunSettings): Record<string, JsonScalar> {
-  return { ...s };
-}
-
-function str(v: JsonScalar | undefined): string | undefined {
-  return typeof v === "string" ? v : undefined;
-}
-
-/** Merges the flags with a checkpoint's settings; a flag that contradicts it is an error. */
-function resumeSettings(flags: TrainFlags, ckpt: TrainCheckpoint, dir: string): RunSettings {
-  const o = ckpt.options;
-  const saved: RunSettings = {
-    data: str(o.data) ?? "",
-    out: str(o.out) ?? "",
-    steps: ckpt.totalSteps,
-    seed: ckpt.seed,
-    teacher: str(o.teacher) ?? null,
-    penalty: str(o.penalty) ?? null,
-    calibration: o.calibration === "test-good" ? "test-good" : "split",
-    holdout: typeof o.holdout === "number" ? o.holdout : 0.1,
-  };
-  const clash = (flag: string, given: unknown, kept: unknown) => {
-    if (given !== undefined && given !== kept) {
-      throw new InputError(
-        `Cannot resume from ${dir}: --${flag} ${String(given)} differs from the run's ${
-          String(kept)
-        } (a resumed run keeps its settings)`,
-      );
-    }
-  };
-  clash("steps", flags.steps, saved.steps);
-  clash("seed", flags.seed, saved.seed);
-  clash("size", flags.size, ckpt.config.size);
-  clash("calibration", flags.calibration, saved.calibration);
-  clash("holdout", flags.holdout, saved.holdout);
-  if (flags.imageSize) {
-    clash("image-size", flags.imageSize.join("x"), ckpt.config.imageSize.join("x"));
-  }
-  if (flags.data !== undefined) clash("data", resolve(flags.data), resolve(saved.data));
-  return { ...saved, ...(flags.out !== undefined ? { out: flags.out } : {}) };
-}
-
 /** Options of {@linkcode trainCommand}. */
 export interface TrainCommandOptions {
-  /** The training step's backend. Default: TensorFlow.js ({@linkcode defaultStepFactory}). */
+  /** The training step's backend. Default: the `--engine`'s (ONNX Runtime unless `tfjs`). */
   readonly step?: TrainStepFactory;
   /** Stops training after the current step. Default: a SIGINT (Ctrl-C) handler. */
   readonly signal?: AbortSignal;
@@ -274,65 +197,12 @@ export interface TrainCommandOptions {
   readonly terminal?: boolean;
   /** Where the progress bar goes. Default `Deno.stdout`. */
   readonly writer?: ProgressWriter;
+  /** Where the `--progress-json` lines go. Default `Deno.stdout`. */
+  readonly events?: ProgressWriter;
   /** Log a progress line every this many steps when not on a terminal. Default 10. */
   readonly logEvery?: number;
 }
 
-/** What {@linkcode trainCommand} did. */
-export interface TrainResult {
-  /** Steps completed. */
-  readonly step: number;
-  readonly totalSteps: number;
-  /** True when stopped by the signal (a checkpoint was written, no model). */
-  readonly interrupted: boolean;
-  readonly checkpointDir: string;
-  /** The model directory, when training finished. */
-  readonly out?: string;
-  readonly lastLosses?: StepLosses;
-}
-
-/** What the command says when it uses a random teacher. */
-export const UNTRAINED_TEACHER_WARNING =
-  "no --teacher given: training with an UNTRAINED (randomly initialised) teacher. anomalib's " +
-  "pretrained teacher gives far better results: run `deno task cli teacher fetch` (it " +
-  `downloads anomalib's efficientad_pretrained_weights.zip into ${DEFAULT_TEACHER_DIR}; offline, ` +
-  "pass the zip with `teacher fetch --from <zip>`), then train with " +
-  `--teacher ${DEFAULT_TEACHER_DIR}`;
-
-function prefixed(dict: StateDict, prefix: string): StateDict {
-  return new Map([...dict].map(([k, v]) => [`${prefix}${k}`, v]));
-}
-
-/**
- * The TensorFlow.js training step, loaded on first use (so other commands never load
- * TensorFlow.js).
- *
- * @throws {InputError} "training is not available" with the reason when it cannot load.
- */
-export async function defaultStepFactory(engine: TrainEngine = "onnx"): Promise<TrainStepFactory> {
-  if (engine === "onnx") {
-    const { onnxTrainStepFactory } = await import("../train/onnx_step.ts");
-    return onnxTrainStepFactory();
-  }
-  try {
-    const { tfjsTrainStepFactory } = await import("../train/tfjs_step.ts");
-    return tfjsTrainStepFactory();
-  } catch (e) {
-    throw new InputError(
-      `Cannot train: training is not available in this build (the TensorFlow.js training ` +
-        `step did not load: ${(e as Error).message}); the input checks passed`,
-      { cause: e },
-    );
-  }
-}
-
-/**
- * `train`: see {@linkcode TRAIN_USAGE}.
- *
- * @throws {InputError} on bad flags, unusable data or penalty folders, a teacher of the
- * wrong size, a checkpoint that does not match, or when the training step cannot load;
- * `ModelFormatError` when the teacher cannot be read.
- */
 /**
  * A training started by the service holds the read end of a pipe from it as standard input;
  * the pipe closes when the service exits, however it exits (even SIGKILL). Then nobody waits
@@ -352,230 +222,71 @@ function exitWhenStdinCloses(log: Logger): void {
   })();
 }
 
+const encoder = new TextEncoder();
+
+/** Writes all of `bytes` (a pipe may take fewer at a time). */
+function writeAll(writer: ProgressWriter, bytes: Uint8Array): void {
+  let done = 0;
+  while (done < bytes.length) done += writer.writeSync(bytes.subarray(done));
+}
+
+/**
+ * `train`: see {@linkcode TRAIN_USAGE}.
+ *
+ * @throws {InputError} on bad flags, and as {@linkcode trainModel}; with `--progress-json`
+ * an `error` line is written first.
+ */
 export async function trainCommand(
   args: string[],
   log: Logger,
   options: TrainCommandOptions = {},
-): Promise<TrainResult> {
+): Promise<TrainOutcome> {
   const flags = parseTrainArgs(args);
   if (flags.exitWithParent === true) exitWhenStdinCloses(log);
-  const ckpt = flags.resume !== undefined ? await readCheckpoint(flags.resume) : undefined;
-  const settings: RunSettings = ckpt ? resumeSettings(flags, ckpt, flags.resume!) : {
-    data: flags.data!,
-    out: flags.out!,
-    steps: flags.steps ?? DEFAULT_STEPS,
-    seed: flags.seed ?? 0,
-    teacher: flags.teacher ?? null,
-    penalty: flags.penaltyImages ?? null,
-    calibration: flags.calibration ?? "split",
-    holdout: flags.holdout ?? 0.1,
-  };
-  if (ckpt && flags.teacher !== undefined) {
-    log.warn("--teacher is ignored when resuming: the checkpoint holds the run's teacher");
-  }
+  const { exitWithParent: _exit, progressJson, ...settings } = flags;
+  const events = options.events ?? Deno.stdout;
+  const emit = progressJson === true
+    ? (e: TrainEvent) => writeAll(events, encoder.encode(trainEventLine(e) + "\n"))
+    : undefined;
 
-  // Teacher and architecture.
-  let config: EfficientAdConfig;
-  let teacher: StateDict;
-  if (ckpt) {
-    config = ckpt.config;
-    teacher = ckpt.teacher;
-  } else {
-    let size: ModelSize = flags.size ?? "s";
-    let outChannels = 384;
-    if (settings.teacher !== null) {
-      const path = await resolveTeacherPath(settings.teacher, size);
-      const t = await loadTeacher(path);
-      if (flags.size !== undefined && t.size !== flags.size) {
-        throw new InputError(
-          `Cannot train size ${flags.size.toUpperCase()} with teacher ${path}: it is a size ` +
-            `${t.size.toUpperCase()} teacher`,
-        );
-      }
-      size = t.size;
-      outChannels = t.outChannels;
-      teacher = prefixed(t.stateDict, "teacher.");
-      settings.teacher = path;
-      log.info("teacher loaded", { path, size, channels: outChannels });
-    } else {
-      log.warn(UNTRAINED_TEACHER_WARNING);
-      teacher = new Map();
-    }
-    try {
-      config = resolveConfig({
-        size,
-        teacherOutChannels: outChannels,
-        ...(flags.imageSize ? { imageSize: flags.imageSize } : {}),
-      });
-    } catch (e) {
-      throw new InputError(`Cannot train: ${(e as Error).message}`, { cause: e });
-    }
-    if (teacher.size === 0) teacher = initialWeights(config, ["teacher"], settings.seed);
-  }
-
-  // Data.
-  const data = await findTrainingData(settings.data, {
-    calibration: settings.calibration,
-    holdout: settings.holdout,
-    seed: settings.seed,
-  });
-  const images = new ImageSet(data.train, config.imageSize);
-  const calibrationImages = new ImageSet(data.calibration, config.imageSize);
-  log.info("training data", {
-    data: settings.data,
-    layout: data.layout,
-    train: data.train.length,
-    calibration: data.calibration.length,
-    calibration_source: data.calibrationSource,
-  });
-  let penalty: PenaltyImages | undefined;
-  if (settings.penalty !== null) {
-    penalty = await PenaltyImages.open(settings.penalty, config.imageSize, {
-      seed: settings.seed,
-      ...(ckpt?.loop.penalty ? { state: ckpt.loop.penalty } : {}),
-    });
-    log.info("penalty images", { folder: settings.penalty, images: penalty.count });
-  } else {
-    log.warn(
-      "no --penalty-images given: training without the penalty loss; anomalib uses natural " +
-        "images (ImageNet / Imagenette) there",
-    );
-  }
-
-  const factory = options.step ?? await defaultStepFactory(flags.engine);
-
-  const checkpointDir = flags.checkpointDir ?? flags.resume ?? join(settings.out, "checkpoint");
-  const params = ckpt?.snapshot.params ?? initialWeights(config, ["student", "ae"], settings.seed);
-  await using step = await factory({
-    config,
-    teacher,
-    params,
-    seed: settings.seed,
-    ...(ckpt ? { optimizer: ckpt.snapshot.optimizer } : {}),
-    ...(ckpt?.snapshot.random !== undefined ? { random: ckpt.snapshot.random } : {}),
-  });
-
-  // Ctrl-C: stop after the current step and leave a checkpoint.
+  // Ctrl-C: stop after the current step and leave a checkpoint; before the step is built
+  // (data, teacher), and the second time, quit at once.
   const controller = new AbortController();
+  let started = false;
   let onSigint: (() => void) | undefined;
   if (options.signal === undefined) {
     onSigint = () => {
-      if (controller.signal.aborted) Deno.exit(130);
+      if (!started || controller.signal.aborted) Deno.exit(130);
       log.warn("interrupt: stopping after the current step (Ctrl-C again to quit at once)");
       controller.abort();
     };
     Deno.addSignalListener("SIGINT", onSigint);
   }
-  const signal = options.signal ?? controller.signal;
   try {
-    let teacherNorm: TeacherNorm;
-    if (ckpt?.teacherNorm) teacherNorm = ckpt.teacherNorm;
-    else {
-      log.info("computing the teacher's channel statistics", { images: images.length });
-      try {
-        teacherNorm = await computeTeacherNorm(step, images, { signal });
-      } catch (e) {
-        if (!signal.aborted) throw e;
-        throw new InputError(
-          "Cannot train: interrupted while computing the teacher's statistics, before the " +
-            "first step (nothing to resume; start again)",
-          { cause: e },
-        );
-      }
-    }
-    step.setTeacherNorm(teacherNorm);
-    const record = settingsRecord(settings);
-    let lastLosses: StepLosses | undefined = ckpt?.losses;
-    const checkpointOf = async (loop: TrainCheckpoint["loop"]): Promise<TrainCheckpoint> => ({
-      config,
-      seed: settings.seed,
-      totalSteps: settings.steps,
-      loop,
-      teacher,
-      snapshot: await step.snapshot(),
-      teacherNorm,
-      options: record,
-      ...(lastLosses ? { losses: lastLosses } : {}),
-    });
-    const progress = new TrainProgress({
+    const terminal = emit ? false : options.terminal;
+    const outcome = await trainModel({
+      ...settings,
       log,
-      ...(options.terminal !== undefined ? { terminal: options.terminal } : {}),
+      signal: options.signal ?? controller.signal,
+      ...(options.step ? { step: options.step } : {}),
+      ...(terminal !== undefined ? { terminal } : {}),
       ...(options.writer ? { writer: options.writer } : {}),
-      ...(options.logEvery !== undefined ? { every: options.logEvery } : {}),
+      ...(options.logEvery !== undefined ? { logEvery: options.logEvery } : {}),
+      ...(emit ? { onProgress: (p) => emit({ type: "progress", ...p }) } : {}),
+      onStarted: () => (started = true),
     });
-    const startStep = ckpt?.loop.step ?? 0;
-    progress.start(startStep);
-    log.info(ckpt ? "resuming training" : "training", {
-      size: config.size,
-      image_size: config.imageSize.join("x"),
-      from_step: startStep,
-      steps: settings.steps,
-      seed: settings.seed,
-      checkpoints: checkpointDir,
+    emit?.({
+      type: "done",
+      step: outcome.step,
+      total: outcome.totalSteps,
+      interrupted: outcome.interrupted,
+      checkpointDir: outcome.checkpointDir,
+      ...(outcome.out !== undefined ? { out: outcome.out } : {}),
     });
-    let final: TrainCheckpoint | undefined;
-    const result = await runTraining(step, {
-      totalSteps: settings.steps,
-      images,
-      seed: settings.seed,
-      checkpointEvery: flags.checkpointEvery,
-      signal,
-      ...(penalty ? { penalty } : {}),
-      ...(ckpt ? { resume: ckpt.loop } : {}),
-      onStep: (e) => {
-        lastLosses = e.losses;
-        progress.update(e);
-      },
-      onCheckpoint: async (loop, reason) => {
-        const c = await checkpointOf(loop);
-        await writeCheckpoint(checkpointDir, c);
-        if (reason === "final") final = c;
-        if (reason !== "periodic") progress.finish();
-        log.debug("checkpoint written", { dir: checkpointDir, step: loop.step, reason });
-      },
-    });
-    progress.finish();
-    const base = {
-      step: result.state.step,
-      totalSteps: settings.steps,
-      checkpointDir,
-      ...(result.lastLosses ? { lastLosses: result.lastLosses } : {}),
-    };
-    if (result.interrupted || final === undefined) {
-      log.warn("training stopped; the checkpoint can be resumed", {
-        step: result.state.step,
-        of: settings.steps,
-        resume: `train --resume ${checkpointDir}`,
-      });
-      return { ...base, interrupted: true };
-    }
-
-    log.info("calibrating quantiles and threshold", { images: calibrationImages.length });
-    let calibration;
-    try {
-      calibration = await calibrate(step, calibrationImages, { signal });
-    } catch (e) {
-      if (!signal.aborted) throw e;
-      log.warn("interrupted while calibrating; the trained state is saved", {
-        resume: `train --resume ${checkpointDir}`,
-      });
-      return { ...base, interrupted: true };
-    }
-    const notes = `data ${settings.data} (${data.layout}, ${data.train.length} training images, ` +
-      `${data.calibration.length} calibration images from ${data.calibrationSource}); ` +
-      `${settings.steps} steps; seed ${settings.seed}; teacher ${
-        settings.teacher ?? "untrained random"
-      }; penalty images ${settings.penalty ?? "none"}`;
-    const model = await writeTrainedModel(settings.out, final, calibration, { notes });
-    const onnx = buildEfficientAdGraph(model);
-    await Deno.writeFile(join(settings.out, "model.onnx"), onnx);
-    log.info("model written", {
-      out: settings.out,
-      version: model.provenance.version,
-      threshold: calibration.thresholds.threshold,
-      onnx: join(settings.out, "model.onnx"),
-    });
-    return { ...base, interrupted: false, out: settings.out };
+    return outcome;
+  } catch (e) {
+    emit?.({ type: "error", message: errorMessage(e) });
+    throw e;
   } finally {
     if (onSigint) Deno.removeSignalListener("SIGINT", onSigint);
   }

@@ -5,14 +5,12 @@ import { InputError } from "../core/errors.ts";
 import { createLogger, type Logger } from "../core/log.ts";
 import { readProjectModel } from "../model/project_format.ts";
 import { readCheckpoint, TRAIN_SOURCE } from "../train/checkpoint.ts";
-import { stubFactory, type StubStep, writePngs } from "../train/_stub_step_test.ts";
+import { stubFactory, type StubStep, writePngs } from "../train/_test_utils.ts";
 import type { TrainStepFactory } from "../train/loop.ts";
-import {
-  defaultStepFactory,
-  parseTrainArgs,
-  trainCommand,
-  UNTRAINED_TEACHER_WARNING,
-} from "./train.ts";
+import { UNTRAINED_TEACHER_WARNING } from "../train/train_model.ts";
+import { parseTrainEvent } from "../train/progress_event.ts";
+import { TrainProcess } from "../retrain/train_process.ts";
+import { parseTrainArgs, trainCommand } from "./train.ts";
 import { HAS_SHARED_TEACHER, SHARED_TEACHER } from "../../tests/parity.ts";
 
 const FIXTURE_TEACHER = SHARED_TEACHER;
@@ -133,10 +131,6 @@ Deno.test("trainCommand() warns plainly when it trains with an untrained teacher
     assertOk(UNTRAINED_TEACHER_WARNING.includes("far better"));
     assertOk(lines.some((l) => l.includes("no --penalty-images")));
   });
-});
-
-Deno.test("defaultStepFactory() loads the TensorFlow.js step", async () => {
-  assertEquals(typeof (await defaultStepFactory()), "function");
 });
 
 Deno.test("trainCommand() rejects unusable data before training", async () => {
@@ -334,4 +328,101 @@ Deno.test("train --exit-with-parent stops as soon as its standard input closes",
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("train --progress-json writes its progress and end as events parseTrainEvent() reads", async () => {
+  await withWorkspace(async (dir) => {
+    const written: string[] = [];
+    const events = {
+      writeSync: (b: Uint8Array) => {
+        written.push(new TextDecoder().decode(b));
+        return b.length;
+      },
+    };
+    const { log, lines } = capture();
+    const out = join(dir, "model");
+    const args = ["--data", join(dir, "data"), "--out", out, "--steps", "4", "--progress-json"];
+    await trainCommand(args, log, {
+      step: stubFactory(),
+      logEvery: 2,
+      events,
+      signal: new AbortController().signal,
+    });
+    const parsed = written.join("").split("\n").filter((l) => l !== "").map(parseTrainEvent);
+    assertEquals(parsed.map((e) => e?.type), ["progress", "progress", "done"]);
+    assertEquals(parsed.map((e) => e?.type === "progress" ? e.step : undefined), [2, 4, undefined]);
+    const p = parsed[1]!;
+    assertOk(p.type === "progress" && p.total === 4 && p.loss !== undefined);
+    assertOk(p.etaMs === 0 && p.eta === "0s", JSON.stringify(p));
+    assertEquals(parsed[2], {
+      type: "done",
+      step: 4,
+      total: 4,
+      interrupted: false,
+      checkpointDir: join(out, "checkpoint"),
+      out,
+    });
+    // The lines for people stay as they are.
+    assertEquals(lines.filter((l) => /step \d\/4/.test(l)).length, 2);
+
+    written.length = 0;
+    await assertRejects(
+      () =>
+        trainCommand(["--data", join(dir, "nope"), "--out", out, "--progress-json"], log, {
+          step: refuse,
+          events,
+        }),
+      InputError,
+      "not a folder",
+    );
+    const error = parseTrainEvent(written.join("").trim());
+    assertOk(error?.type === "error" && error.message.includes("not a folder"), written.join(""));
+  });
+});
+
+Deno.test("TrainProcess() reads the progress, end and error that the train command writes", async () => {
+  await withWorkspace(async (dir) => {
+    const root = fileURLToPath(new URL("../../", import.meta.url));
+    // The train command with a stub step, as a subprocess.
+    const script = `
+import { trainCommand } from ${JSON.stringify(new URL("./train.ts", import.meta.url).href)};
+import { stubFactory } from ${
+      JSON.stringify(new URL("../train/_test_utils.ts", import.meta.url).href)
+    };
+import { createLogger } from ${JSON.stringify(new URL("../core/log.ts", import.meta.url).href)};
+await trainCommand(Deno.args, createLogger(), { step: stubFactory(), logEvery: 2 });
+`;
+    const seen: number[] = [];
+    await using run = new TrainProcess({
+      command: [Deno.execPath(), "eval", script, "--progress-json"],
+      dataDir: join(dir, "data"),
+      outDir: join(dir, "model"),
+      steps: 4,
+      nice: false,
+      cwd: root,
+      onProgress: (p) => seen.push(p.step),
+    });
+    const r = await run.result;
+    assertEquals([r.ok, r.code, r.error], [true, 0, undefined], r.lastLines.join("\n"));
+    assertEquals(seen, [2, 4]);
+    assertEquals([r.progress?.step, r.progress?.total, r.progress?.etaMs], [4, 4, 0]);
+    assertEquals([r.done?.step, r.done?.out], [4, join(dir, "model")]);
+    assertOk(r.lastLines.some((l) => l.includes("model written")));
+
+    // The real command failing on its input: the error event gives the message.
+    await using failing = new TrainProcess({
+      command: [Deno.execPath(), "run", "-A", "main.ts", "train", "--progress-json"],
+      dataDir: join(dir, "nope"),
+      outDir: join(dir, "unused"),
+      nice: false,
+      cwd: root,
+    });
+    const f = await failing.result;
+    assertEquals([f.ok, f.code], [false, 1]);
+    assertOk(
+      f.error?.startsWith("Cannot train: the trainer exited with code 1: Cannot ") &&
+        f.error.includes("not a folder"),
+      f.error,
+    );
+  });
 });

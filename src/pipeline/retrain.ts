@@ -36,7 +36,7 @@ import { FrameStore } from "../retrain/frame_store.ts";
 import { ModelRegistry } from "../retrain/registry.ts";
 import { RetrainCoordinator, type RetrainEvent } from "../retrain/coordinator.ts";
 import { TrainingGate } from "../retrain/scheduler.ts";
-import { defaultTrainCommand, etaMilliseconds } from "../retrain/train_process.ts";
+import { defaultTrainCommand } from "../retrain/train_process.ts";
 import { registryFailpoint } from "../retrain/failpoint.ts";
 import { createEngine } from "../infer/create.ts";
 
@@ -86,7 +86,7 @@ function toUpdate(e: RetrainEvent): ModelUpdate {
     ? e.version
     : undefined;
   const serving = e.state === "promoted" || e.state === "rolled_back" ? e.version : e.serving;
-  const etaMs = etaMilliseconds(e.progress?.eta);
+  const etaMs = e.progress?.etaMs;
   return {
     state: e.state,
     at: e.at,

@@ -104,7 +104,7 @@ import {
   type SchedulerTrainOptions,
   type TrainingGate,
 } from "./scheduler.ts";
-import type { TrainProgress } from "./train_process.ts";
+import type { TrainProgress } from "../train/progress_event.ts";
 import type { TriggerConfig, TriggerFired } from "./triggers.ts";
 import {
   type ModelFigures,

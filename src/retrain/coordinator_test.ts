@@ -16,14 +16,14 @@ import { ModelRegistry } from "./registry.ts";
 
 /**
  * A fake trainer for `deno eval`: the file named by `FAKE_SOURCE` holds either a model
- * directory, copied to `--out` after two progress lines, or `hang` (one progress line, then
+ * directory, copied to `--out` after two progress events, or `hang` (one progress event, then
  * it waits until killed).
  */
 const FAKE_TRAINER = `
 const a = Deno.args;
 const out = a[a.indexOf("--out") + 1];
 const src = Deno.readTextFileSync(Deno.env.get("FAKE_SOURCE")).trim();
-console.error("info  step 1/2 loss 5.0000 ETA 1s");
+console.log('{"type":"progress","step":1,"total":2,"loss":5,"eta":"1s","etaMs":1000}');
 console.error("info  data " + [...Deno.readDirSync(a[a.indexOf("--data") + 1])].length + " files");
 if (src === "fail") {
   console.error("error Cannot read training data");
@@ -31,7 +31,7 @@ if (src === "fail") {
 } else if (src === "hang") {
   setInterval(() => {}, 1000);
 } else {
-  console.error("info  step 2/2 loss 2.5000 ETA 0s");
+  console.log('{"type":"progress","step":2,"total":2,"loss":2.5,"eta":"0s","etaMs":0}');
   Deno.mkdirSync(out, { recursive: true });
   for (const e of Deno.readDirSync(src)) Deno.copyFileSync(src + "/" + e.name, out + "/" + e.name);
 }

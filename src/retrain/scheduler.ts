@@ -5,7 +5,9 @@
  *
  * @module
  */
+import { errorMessage } from "../core/errors.ts";
 import { median } from "../core/percentiles.ts";
+import type { TrainProgress } from "../train/progress_event.ts";
 import {
   RetrainTriggers,
   type TriggerConfig,
@@ -15,8 +17,7 @@ import {
 import {
   TrainProcess,
   type TrainProcessOptions,
-  type TrainProgress,
-  type TrainResult,
+  type TrainProcessResult,
 } from "./train_process.ts";
 
 /** Where a run reads its data and writes its model, from {@linkcode RetrainSchedulerOptions.prepareData}. */
@@ -32,7 +33,7 @@ export interface RetrainOutcome {
   /** The trigger that started it. */
   readonly trigger: TriggerFired;
   /** The trainer's result; absent when preparing the data failed. */
-  readonly result?: TrainResult;
+  readonly result?: TrainProcessResult;
   /** Why the run failed (preparing or training), in one line; absent when it succeeded. */
   readonly error?: string;
 }
@@ -111,7 +112,7 @@ export interface RetrainSchedulerOptions {
   readonly prepareData: (trigger: TriggerFired, signal: AbortSignal) => Promise<PreparedRun>;
   /** Called when a run starts. Exceptions are logged and ignored. */
   readonly onStart?: (trigger: TriggerFired) => void;
-  /** Called with each progress line of the trainer. Exceptions are ignored. */
+  /** Called with each progress event of the trainer. Exceptions are ignored. */
   readonly onProgress?: (progress: TrainProgress) => void;
   /**
    * Called when a run ended (ok, failed or cancelled); the caller validates and promotes
@@ -152,7 +153,7 @@ export interface SchedulerStatus {
   /** Runs that failed (not counting cancelled ones). */
   readonly failures: number;
   /** The last run's result, if a trainer ran. */
-  readonly lastResult?: TrainResult;
+  readonly lastResult?: TrainProcessResult;
   /** The last run's error, if it failed. */
   readonly lastError?: string;
   /** When the next time-based trigger is due (epoch ms). */
@@ -197,7 +198,9 @@ export interface SchedulerStatus {
  *     triggers: { interval: "6h", minNewFrames: 500, drift: { window: 100, factor: 1.3 } },
  *     train: { steps: 2000 },
  *     prepareData: async () => ({ dataDir: await snapshot(), outDir: nextDir() }),
- *     onResult: async ({ result }) => { if (result?.ok) await validateAndPromote(result.outDir); },
+ *     onResult: async ({ result }) => {
+ *       if (result?.ok) await validateAndPromote(result.outDir);
+ *     },
  *   });
  *   scheduler.noteNormalFrame(0.42);
  * }
@@ -227,7 +230,7 @@ export class RetrainScheduler implements AsyncDisposable {
   #coalesced = 0;
   #runs = 0;
   #failures = 0;
-  #lastResult: TrainResult | undefined;
+  #lastResult: TrainProcessResult | undefined;
   #lastError: string | undefined;
   #runAbort: AbortController | undefined;
   #running: Promise<void> | undefined;
@@ -427,7 +430,7 @@ export class RetrainScheduler implements AsyncDisposable {
     try {
       this.#options.onStart?.(trigger);
     } catch (e) {
-      log?.warn("retrain onStart failed", { error: message(e) });
+      log?.warn("retrain onStart failed", { error: errorMessage(e) });
     }
     let outcome: RetrainOutcome;
     let held: Disposable | undefined;
@@ -456,7 +459,7 @@ export class RetrainScheduler implements AsyncDisposable {
     } catch (e) {
       outcome = abort.signal.aborted
         ? { trigger, error: "Cannot train: cancelled" }
-        : { trigger, error: `Cannot prepare training data: ${message(e)}` };
+        : { trigger, error: `Cannot prepare training data: ${errorMessage(e)}` };
     } finally {
       held?.[Symbol.dispose]();
     }
@@ -474,15 +477,11 @@ export class RetrainScheduler implements AsyncDisposable {
     try {
       await this.#options.onResult?.(outcome);
     } catch (e) {
-      log?.warn("retrain onResult failed", { error: message(e) });
+      log?.warn("retrain onResult failed", { error: errorMessage(e) });
     }
     this.#state = "idle";
     this.#trigger = undefined;
     this.#startedAt = undefined;
     this.#progress = undefined;
   }
-}
-
-function message(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }

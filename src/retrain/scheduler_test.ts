@@ -7,20 +7,22 @@ import {
 } from "./scheduler.ts";
 
 /**
- * A fake trainer for `deno eval` (as in train_process_test.ts): `FAKE_MODE` `ok` logs
- * progress and writes `<out>/model.json`; `fail` exits 2; `hang` logs one step and waits.
+ * A fake trainer for `deno eval` (as in train_process_test.ts): `FAKE_MODE` `ok` reports
+ * progress (JSON lines on stdout, as `train --progress-json`) and writes `<out>/model.json`;
+ * `fail` exits 2; `hang` reports one step and waits.
  */
 const FAKE_TRAINER = `
 const a = Deno.args;
 const arg = (f) => { const i = a.indexOf(f); return i >= 0 ? a[i + 1] : undefined; };
 const steps = Number(arg("--steps") ?? "3");
 const mode = Deno.env.get("FAKE_MODE") ?? "ok";
+const report = (e) => console.log(JSON.stringify(e));
 if (mode === "fail") { console.error("error Cannot train: out of memory"); Deno.exit(2); }
 if (mode === "hang") {
-  console.error("info  step 1/" + steps + " loss 9.5000 ETA 1m");
+  report({ type: "progress", step: 1, total: steps, loss: 9.5, eta: "1m00s", etaMs: 60000 });
   setInterval(() => {}, 1000);
 } else {
-  for (let s = 1; s <= steps; s++) console.error("info  step " + s + "/" + steps + " loss 1.0000");
+  for (let s = 1; s <= steps; s++) report({ type: "progress", step: s, total: steps, loss: 1 });
   Deno.mkdirSync(arg("--out"), { recursive: true });
   Deno.writeTextFileSync(arg("--out") + "/model.json", "{}");
 }

@@ -1,25 +1,23 @@
 /**
  * One training run as a subprocess at lower priority, outside the inference path: argv is
- * built as data (no shell), progress is parsed from its output lines, and it can be
- * cancelled (SIGTERM, then SIGKILL after a grace period).
+ * built as data (no shell), progress is read from the JSON lines it writes on standard
+ * output (`train --progress-json`, {@linkcode TrainEvent}), and it can be cancelled
+ * (SIGTERM, then SIGKILL after a grace period). Its other output lines are kept as they
+ * are, for the error message and the logs.
  *
  * @module
  */
-
-/** Progress parsed from a line such as `info  step 40/250 loss 7.3454 ... ETA 7m34s`. */
-export interface TrainProgress {
-  /** Steps done. */
-  readonly step: number;
-  /** Steps in the run. */
-  readonly total: number;
-  /** The total loss at that step, when the line has one. */
-  readonly loss?: number;
-  /** The trainer's estimate of the time left, as written (`"7m34s"`), when the line has one. */
-  readonly eta?: string;
-}
+import { assertPositiveInteger } from "../core/check.ts";
+import { errorMessage } from "../core/errors.ts";
+import {
+  parseTrainEvent,
+  type TrainDone,
+  type TrainEvent,
+  type TrainProgress,
+} from "../train/progress_event.ts";
 
 /** How a run ended. Never describes a run that is still going. */
-export interface TrainResult {
+export interface TrainProcessResult {
   /** True when the trainer exited with code 0 and was not cancelled. */
   readonly ok: boolean;
   /** The exit code; null when it was killed by a signal or could not be started. */
@@ -32,11 +30,19 @@ export interface TrainResult {
   readonly cancelled: boolean;
   /** Wall time from spawn to exit. */
   readonly durationMs: number;
-  /** The last lines the trainer wrote (stdout and stderr together), oldest first. */
+  /**
+   * The last lines the trainer wrote (stdout and stderr together, less its JSON event
+   * lines), oldest first.
+   */
   readonly lastLines: readonly string[];
   /** The last progress seen, if any. */
   readonly progress?: TrainProgress;
-  /** Why it failed, in one line ("Cannot train: ..."); absent when `ok`. */
+  /** How the trainer said it ended (its `done` event), when it said so. */
+  readonly done?: TrainDone;
+  /**
+   * Why it failed, in one line ("Cannot train: ..."): the trainer's `error` event, else its
+   * last output line; absent when `ok`.
+   */
   readonly error?: string;
 }
 
@@ -70,15 +76,26 @@ export interface TrainProcessOptions {
   readonly killGraceMs?: number;
   /** How many output lines to keep. Default 50. */
   readonly keepLines?: number;
-  /** Called with each progress line parsed; exceptions it throws are ignored. */
+  /** Called with each progress event read; exceptions it throws are ignored. */
   readonly onProgress?: (progress: TrainProgress) => void;
   /** Aborting it cancels the run. */
   readonly signal?: AbortSignal;
 }
 
-/** The default trainer: this project's `train` command. */
+/**
+ * The default trainer: this project's `train` command, which stops when this process is
+ * gone and reports its progress as JSON lines.
+ */
 export function defaultTrainCommand(): string[] {
-  return [Deno.execPath(), "run", "-P=cli", "main.ts", "train", "--exit-with-parent"];
+  return [
+    Deno.execPath(),
+    "run",
+    "-P=cli",
+    "main.ts",
+    "train",
+    "--exit-with-parent",
+    "--progress-json",
+  ];
 }
 
 function niceExists(path: string): boolean {
@@ -99,9 +116,7 @@ export function trainArgv(options: TrainProcessOptions): string[] {
   const command = options.command ?? defaultTrainCommand();
   if (command.length === 0) throw new RangeError("Cannot train: the command is empty");
   const steps = options.steps;
-  if (steps !== undefined && !(Number.isInteger(steps) && steps > 0)) {
-    throw new RangeError(`Cannot train: steps must be a positive integer, got ${steps}`);
-  }
+  if (steps !== undefined) assertPositiveInteger(steps, "steps", "Cannot train");
   const nicePath = options.nicePath ?? "/usr/bin/nice";
   const nice = options.nice ?? (niceExists(nicePath) ? 10 : false);
   const prefix = nice === false ? [] : [nicePath, "-n", String(nice === true ? 10 : nice)];
@@ -117,32 +132,6 @@ export function trainArgv(options: TrainProcessOptions): string[] {
   ];
 }
 
-/** The trainer's ETA (`"7m34s"`, `"1h02m"`, `"12s"`) in milliseconds; undefined if unreadable. */
-export function etaMilliseconds(eta: string | undefined): number | undefined {
-  const m = eta === undefined || eta === ""
-    ? null
-    : /^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/.exec(eta);
-  if (m === null) return undefined;
-  return ((Number(m[1] ?? 0) * 60 + Number(m[2] ?? 0)) * 60 + Number(m[3] ?? 0)) * 1000;
-}
-
-/**
- * Parses a progress line (`step 40/250 loss 7.3454 ... ETA 7m34s`, with or without a log
- * level in front); undefined for any other line.
- */
-export function parseProgress(line: string): TrainProgress | undefined {
-  const m = /\bstep (\d+)\/(\d+)\b/.exec(line);
-  if (!m) return undefined;
-  const loss = /\bloss (-?\d+(?:\.\d+)?(?:e[+-]?\d+)?|NaN|Infinity)\b/i.exec(line);
-  const eta = /\bETA (\S+)/.exec(line);
-  return {
-    step: Number(m[1]),
-    total: Number(m[2]),
-    ...(loss ? { loss: Number(loss[1]) } : {}),
-    ...(eta ? { eta: eta[1]! } : {}),
-  };
-}
-
 /**
  * A running training subprocess. It starts on construction; {@linkcode TrainProcess.result}
  * settles when it has exited and both pipes are drained, and never rejects (a trainer that
@@ -152,8 +141,12 @@ export function parseProgress(line: string): TrainProgress | undefined {
  * ```ts
  * import { TrainProcess } from "./train_process.ts";
  *
- * async function train(promote: (dir: string) => Promise<void>): Promise<void> {
- *   await using run = new TrainProcess({ dataDir: "store/cam1", outDir: "models/cam1/next", steps: 2000 });
+ * async function retrain(promote: (dir: string) => Promise<void>): Promise<void> {
+ *   await using run = new TrainProcess({
+ *     dataDir: "store/cam1",
+ *     outDir: "models/cam1/next",
+ *     steps: 2000,
+ *   });
  *   const result = await run.result;
  *   if (result.ok) await promote(result.outDir);
  * }
@@ -163,7 +156,7 @@ export class TrainProcess implements AsyncDisposable {
   /** The argv it runs (see {@linkcode trainArgv}). */
   readonly argv: readonly string[];
   /** How the run ended. Never rejects. */
-  readonly result: Promise<TrainResult>;
+  readonly result: Promise<TrainProcessResult>;
 
   readonly #killGraceMs: number;
   readonly #keep: number;
@@ -173,6 +166,8 @@ export class TrainProcess implements AsyncDisposable {
   readonly #onAbort = (): void => void this.cancel();
   #child: Deno.ChildProcess | undefined;
   #progress: TrainProgress | undefined;
+  #done: TrainDone | undefined;
+  #trainerError: string | undefined;
   #cancelled = false;
   #exited = false;
   #killTimer: ReturnType<typeof setTimeout> | undefined;
@@ -186,8 +181,9 @@ export class TrainProcess implements AsyncDisposable {
     this.argv = trainArgv(options);
     this.#killGraceMs = options.killGraceMs ?? 5000;
     this.#keep = options.keepLines ?? 50;
-    if (!(this.#killGraceMs >= 0) || !(Number.isInteger(this.#keep) && this.#keep > 0)) {
-      throw new RangeError("Cannot train: killGraceMs must be >= 0 and keepLines positive");
+    assertPositiveInteger(this.#keep, "keepLines", "Cannot train");
+    if (!(this.#killGraceMs >= 0)) {
+      throw new RangeError(`Cannot train: killGraceMs must be >= 0, got ${this.#killGraceMs}`);
     }
     this.#onProgress = options.onProgress;
     this.#signal = options.signal;
@@ -196,7 +192,7 @@ export class TrainProcess implements AsyncDisposable {
     if (this.#signal?.aborted) void this.cancel();
   }
 
-  /** The last progress parsed, if any. */
+  /** The last progress read, if any. */
   progress(): TrainProgress | undefined {
     return this.#progress;
   }
@@ -210,7 +206,7 @@ export class TrainProcess implements AsyncDisposable {
    * Cancels the run: SIGTERM now, SIGKILL after the grace period if it is still running;
    * resolves with the result once it has exited. Idempotent; never rejects.
    */
-  cancel(): Promise<TrainResult> {
+  cancel(): Promise<TrainProcessResult> {
     if (!this.#cancelled && !this.#exited) {
       this.#cancelled = true;
       this.#kill("SIGTERM");
@@ -232,27 +228,43 @@ export class TrainProcess implements AsyncDisposable {
     }
   }
 
-  #push(line: string): void {
+  /** One output line: an event (on stdout) is read, any other line is kept. */
+  #push(line: string, events: boolean): void {
     if (line.trim() === "") return;
-    this.#lines.push(line);
-    if (this.#lines.length > this.#keep) this.#lines.shift();
-    const p = parseProgress(line);
-    if (!p) return;
-    this.#progress = p;
-    try {
-      this.#onProgress?.(p);
-    } catch {
-      // a hook's failure is not the trainer's
+    const event = events ? parseTrainEvent(line) : undefined;
+    if (event === undefined) {
+      this.#lines.push(line);
+      if (this.#lines.length > this.#keep) this.#lines.shift();
+    } else {
+      this.#take(event);
     }
   }
 
-  async #pump(stream: ReadableStream<Uint8Array>): Promise<void> {
+  #take(event: TrainEvent): void {
+    if (event.type === "error") {
+      this.#trainerError = event.message;
+    } else if (event.type === "done") {
+      const { type: _, ...done } = event;
+      this.#done = done;
+    } else {
+      const { type: _, ...progress } = event;
+      this.#progress = progress;
+      try {
+        this.#onProgress?.(progress);
+      } catch {
+        // a hook's failure is not the trainer's
+      }
+    }
+  }
+
+  /** Reads a pipe line by line; `events`: the trainer's JSON lines come on it (stdout). */
+  async #pump(stream: ReadableStream<Uint8Array>, events: boolean): Promise<void> {
     const decoder = new TextDecoder();
     let partial = "";
     const write = (text: string) => {
       const parts = (partial + text).split(/\r\n|\r|\n/);
       partial = parts.pop() ?? "";
-      for (const line of parts) this.#push(line);
+      for (const line of parts) this.#push(line, events);
     };
     try {
       for await (const chunk of stream) write(decoder.decode(chunk, { stream: true }));
@@ -260,10 +272,10 @@ export class TrainProcess implements AsyncDisposable {
       // the pipe broke: what was read is kept
     }
     write(decoder.decode());
-    this.#push(partial);
+    this.#push(partial, events);
   }
 
-  async #run(options: TrainProcessOptions): Promise<TrainResult> {
+  async #run(options: TrainProcessOptions): Promise<TrainProcessResult> {
     const started = performance.now();
     const [exe, ...args] = this.argv;
     const base = { outDir: options.outDir, lastLines: [] as string[] };
@@ -287,15 +299,15 @@ export class TrainProcess implements AsyncDisposable {
         code: null,
         cancelled: this.#cancelled,
         durationMs: performance.now() - started,
-        error: `Cannot train: cannot start ${exe}: ${e instanceof Error ? e.message : String(e)}`,
+        error: `Cannot train: cannot start ${exe}: ${errorMessage(e)}`,
       };
     }
     const child = this.#child;
     if (this.#cancelled) this.#kill("SIGTERM");
     const [status] = await Promise.all([
       child.status,
-      this.#pump(child.stdout),
-      this.#pump(child.stderr),
+      this.#pump(child.stdout, true),
+      this.#pump(child.stderr, false),
     ]);
     await child.stdin.close().catch(() => {});
     this.#exited = true;
@@ -305,7 +317,7 @@ export class TrainProcess implements AsyncDisposable {
     const ok = status.success && !cancelled;
     const lastLines = this.lastLines();
     const how = status.signal ? `signal ${status.signal}` : `code ${status.code}`;
-    const last = lastLines.at(-1);
+    const last = this.#trainerError ?? lastLines.at(-1);
     return {
       ok,
       code: status.signal ? null : status.code,
@@ -315,6 +327,7 @@ export class TrainProcess implements AsyncDisposable {
       durationMs: performance.now() - started,
       lastLines,
       ...(this.#progress ? { progress: this.#progress } : {}),
+      ...(this.#done ? { done: this.#done } : {}),
       ...(ok ? {} : {
         error: cancelled
           ? "Cannot train: cancelled"

@@ -1,11 +1,13 @@
 import { join } from "node:path";
 import { assertEquals, assertOk, assertThrows } from "../../tests/assert.ts";
-import { etaMilliseconds, parseProgress, trainArgv, TrainProcess } from "./train_process.ts";
+import { trainArgv, TrainProcess } from "./train_process.ts";
 
 /**
  * A fake trainer for `deno eval`: reads `--out` and `--steps`, and behaves as `FAKE_MODE`
- * says: `ok` logs progress and writes `<out>/model.json`; `fail` logs an error and exits 2;
- * `hang` logs one step and waits forever; `stubborn` does the same but ignores SIGTERM.
+ * says: `ok` logs and reports progress (JSON lines on stdout, as `train --progress-json`)
+ * and writes `<out>/model.json`; `fail` logs an error and exits 2; `error-event` also
+ * reports the error as an event and exits 1; `hang` reports one step and waits forever;
+ * `stubborn` does the same but ignores SIGTERM.
  */
 const FAKE_TRAINER = `
 const a = Deno.args;
@@ -14,18 +16,29 @@ const out = arg("--out");
 const steps = Number(arg("--steps") ?? "3");
 const mode = Deno.env.get("FAKE_MODE") ?? "ok";
 const log = (s) => console.error(s);
+const report = (e) => console.log(JSON.stringify(e));
 if (mode === "stubborn") Deno.addSignalListener("SIGTERM", () => log("ignoring SIGTERM"));
 if (mode === "fail") { log("error Cannot read training data: no images in " + arg("--data")); Deno.exit(2); }
+if (mode === "error-event") {
+  report({ type: "error", message: "Cannot read training data: no images in " + arg("--data") });
+  log("error Cannot read training data: no images in " + arg("--data"));
+  Deno.exit(1);
+}
 if (mode === "hang" || mode === "stubborn") {
-  log("info  step 1/" + steps + " loss 9.5000 st 1 ae 1 stae 1 lr 1e-4 1.000 steps/s ETA 1m");
+  log("info  step 1/" + steps + " loss 9.5000 st 1 ae 1 stae 1 lr 1e-4 1.000 steps/s ETA 1m00s");
+  report({ type: "progress", step: 1, total: steps, loss: 9.5, eta: "1m00s", etaMs: 60000 });
   setInterval(() => {}, 1000);
 } else {
   console.log("loading data");
   for (let s = 1; s <= steps; s++) {
     log("info  step " + s + "/" + steps + " loss " + (10 / s).toFixed(4) + " st 1 ae 1 stae 1 lr 1e-4 2.000 steps/s ETA " + (steps - s) + "s");
+    report({ type: "progress", step: s, total: steps, loss: 10 / s, eta: (steps - s) + "s", etaMs: (steps - s) * 1000 });
   }
+  // A log line that looks like an event is not one: events come on stdout.
+  log(JSON.stringify({ type: "progress", step: 99, total: 99 }));
   Deno.mkdirSync(out, { recursive: true });
   Deno.writeTextFileSync(out + "/model.json", JSON.stringify({ data: arg("--data"), steps }));
+  report({ type: "done", step: steps, total: steps, interrupted: false, checkpointDir: out + "/checkpoint", out });
   console.log("model written to " + out);
 }
 `;
@@ -43,17 +56,6 @@ async function until(cond: () => boolean, ms = 10_000): Promise<void> {
     await new Promise((r) => setTimeout(r, 10));
   }
 }
-
-Deno.test("parseProgress() reads step, total, loss and ETA from a train log line", () => {
-  assertEquals(
-    parseProgress(
-      "info  step 40/250 loss 7.3454 st 6.1 ae 0.6 stae 0.5 lr 1e-4 0.462 steps/s ETA 7m34s",
-    ),
-    { step: 40, total: 250, loss: 7.3454, eta: "7m34s" },
-  );
-  assertEquals(parseProgress("step 3/9"), { step: 3, total: 9 });
-  assertEquals(parseProgress("info  loading teacher"), undefined);
-});
 
 Deno.test("trainArgv() builds argv as data, under nice when asked", () => {
   const base = { dataDir: "d i r", outDir: "o", command: ["trainer", "train"] };
@@ -76,10 +78,11 @@ Deno.test("trainArgv() builds argv as data, under nice when asked", () => {
     "trainer",
   ]);
   assertEquals(trainArgv({ ...base, nicePath: "/does/not/exist" })[0], "trainer");
-  assertEquals(trainArgv({ dataDir: "d", outDir: "o" }).slice(-7, -3), [
+  assertEquals(trainArgv({ dataDir: "d", outDir: "o" }).slice(-8, -3), [
     "main.ts",
     "train",
     "--exit-with-parent",
+    "--progress-json",
     "--data",
   ]);
   assertThrows(() => trainArgv({ ...base, steps: 0 }), RangeError, "steps");
@@ -100,9 +103,20 @@ Deno.test("TrainProcess() runs the trainer, reports progress and its output dir"
     const r = await run.result;
     assertEquals([r.ok, r.code, r.cancelled, r.outDir], [true, 0, false, join(dir, "out")]);
     assertEquals(seen, [1, 2, 3, 4]);
-    assertEquals(r.progress, { step: 4, total: 4, loss: 2.5, eta: "0s" });
+    assertEquals(r.progress, { step: 4, total: 4, loss: 2.5, eta: "0s", etaMs: 0 });
+    assertEquals(r.done, {
+      step: 4,
+      total: 4,
+      interrupted: false,
+      checkpointDir: join(dir, "out", "checkpoint"),
+      out: join(dir, "out"),
+    });
     assertEquals(r.error, undefined);
     assertOk(r.lastLines.includes("loading data"));
+    // Event lines are read, not kept; log lines are kept as written, even JSON-like ones.
+    assertOk(!r.lastLines.some((l) => l.startsWith('{"type":"progress","step":1')));
+    assertOk(r.lastLines.includes('{"type":"progress","step":99,"total":99}'));
+    assertOk(r.lastLines.some((l) => l.startsWith("info  step 4/4 loss 2.5000")));
     assertOk(r.durationMs > 0);
     const model = JSON.parse(await Deno.readTextFile(join(dir, "out", "model.json")));
     assertEquals(model, { data: "/data/cam1", steps: 4 });
@@ -126,6 +140,21 @@ Deno.test("TrainProcess() reports a failing trainer with its exit code and last 
   assertEquals(
     r.error,
     "Cannot train: the trainer exited with code 2: error Cannot read training data: no images in /nowhere",
+  );
+});
+
+Deno.test("TrainProcess() reports a failing trainer with its error event", async () => {
+  await using run = new TrainProcess({
+    command: fakeCommand(),
+    dataDir: "/nowhere",
+    outDir: "/tmp/unused",
+    env: { FAKE_MODE: "error-event" },
+  });
+  const r = await run.result;
+  assertEquals([r.ok, r.code, r.cancelled], [false, 1, false]);
+  assertEquals(
+    r.error,
+    "Cannot train: the trainer exited with code 1: Cannot read training data: no images in /nowhere",
   );
 });
 
@@ -170,12 +199,4 @@ Deno.test("TrainProcess.cancel() kills a trainer that ignores SIGTERM after the 
   const r = await run.result;
   assertEquals([r.cancelled, r.signal], [true, "SIGKILL"]);
   assertOk(r.lastLines.includes("ignoring SIGTERM"));
-});
-
-Deno.test("etaMilliseconds() reads the trainer's ETA", () => {
-  assertEquals(etaMilliseconds("7m34s"), 454_000);
-  assertEquals(etaMilliseconds("1h02m"), 3_720_000);
-  assertEquals(etaMilliseconds("0s"), 0);
-  assertEquals(etaMilliseconds("soon"), undefined);
-  assertEquals(etaMilliseconds(undefined), undefined);
 });

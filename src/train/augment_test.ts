@@ -1,6 +1,6 @@
 import { assertEquals, assertThrows } from "../../tests/assert.ts";
 import { AUGMENT_KINDS, augmentImage, greyscale, randomAugmentation } from "./augment.ts";
-import { HAS_TRAIN_FIXTURE, imageToHwc, readLossesJson, readTrainNpy } from "./_fixture_test.ts";
+import { HAS_TRAIN_FIXTURE, imageToHwc, readLossesJson, readTrainNpy } from "./_test_utils.ts";
 
 Deno.test("augmentImage() follows torchvision on a hand-made pixel", () => {
   const px = Float32Array.of(0.5, 0.25, 1, 0.9, 0.1, 0);

@@ -16,7 +16,7 @@
  */
 import { writeFileAtomic } from "../core/atomic_write.ts";
 import { join } from "node:path";
-import { InputError } from "../core/errors.ts";
+import { errorMessage, InputError } from "../core/errors.ts";
 import type { Tensor } from "../core/tensor.ts";
 import {
   configFromJson,
@@ -179,7 +179,7 @@ export async function readCheckpoint(dir: string): Promise<TrainCheckpoint> {
   } catch (e) {
     const why = e instanceof Deno.errors.NotFound
       ? `no ${CHECKPOINT_JSON} (not a training checkpoint)`
-      : (e as Error).message;
+      : errorMessage(e);
     throw new InputError(`Cannot resume from ${dir}: ${why}`, { cause: e });
   }
   const problem = checkJson(value);
@@ -189,7 +189,7 @@ export async function readCheckpoint(dir: string): Promise<TrainCheckpoint> {
   try {
     config = configFromJson(json.config);
   } catch (e) {
-    throw new InputError(`Cannot resume from ${dir}: config: ${(e as Error).message}`, {
+    throw new InputError(`Cannot resume from ${dir}: config: ${errorMessage(e)}`, {
       cause: e,
     });
   }
@@ -197,7 +197,7 @@ export async function readCheckpoint(dir: string): Promise<TrainCheckpoint> {
   try {
     tensors = (await readSafetensors(join(dir, json.weights))).tensors;
   } catch (e) {
-    throw new InputError(`Cannot resume from ${dir}: ${(e as Error).message}`, { cause: e });
+    throw new InputError(`Cannot resume from ${dir}: ${errorMessage(e)}`, { cause: e });
   }
   const teacher: StateDict = new Map();
   const params: StateDict = new Map();

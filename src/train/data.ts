@@ -9,6 +9,7 @@
  */
 import { listImages } from "../image/list.ts";
 import { join } from "node:path";
+import { assertPositiveInteger } from "../core/check.ts";
 import { InputError } from "../core/errors.ts";
 import type { Tensor } from "../core/tensor.ts";
 import { imageToTensor, readImage } from "../image/decode.ts";
@@ -95,9 +96,7 @@ export class EpochSampler {
    * @throws {RangeError} when `n` is not a positive integer or the state is out of range.
    */
   constructor(n: number, seed: number, state: SamplerState = { epoch: 0, position: 0 }) {
-    if (!Number.isInteger(n) || n < 1) {
-      throw new RangeError(`Cannot sample from ${n} items: expected at least one`);
-    }
+    assertPositiveInteger(n, "item count", "Cannot sample");
     if (state.epoch < 0 || state.position < 0 || state.position > n) {
       throw new RangeError(
         `Cannot restore sampler state epoch ${state.epoch} position ${state.position} for ${n} items`,
@@ -133,6 +132,9 @@ export class EpochSampler {
 /** How the calibration images (quantiles, threshold) are chosen. */
 export type CalibrationSource = "split" | "test-good";
 
+/** The share of the normal images held out for calibration by default (`split`). */
+export const DEFAULT_HOLDOUT = 0.1;
+
 /** Options of {@linkcode findTrainingData}. */
 export interface TrainingDataOptions {
   /**
@@ -141,7 +143,7 @@ export interface TrainingDataOptions {
    * `train/good`.
    */
   readonly calibration?: CalibrationSource;
-  /** Fraction of the normal images held out for calibration with `split`. Default 0.1. */
+  /** Fraction of the normal images held out for calibration with `split`. Default {@linkcode DEFAULT_HOLDOUT}. */
   readonly holdout?: number;
   /** Seed of the split. Default 0. */
   readonly seed?: number;
@@ -186,7 +188,7 @@ export async function findTrainingData(
   options: TrainingDataOptions = {},
 ): Promise<TrainingData> {
   const source = options.calibration ?? "split";
-  const holdout = options.holdout ?? 0.1;
+  const holdout = options.holdout ?? DEFAULT_HOLDOUT;
   if (!(holdout >= 0 && holdout < 1)) {
     throw new InputError(`Cannot use holdout ${holdout}: expected a fraction in [0, 1)`);
   }

@@ -2,7 +2,7 @@ import { join } from "node:path";
 import { assertEquals, assertOk, assertRejects, assertThrows } from "../../tests/assert.ts";
 import { InputError } from "../core/errors.ts";
 import { imageToTensor } from "../image/decode.ts";
-import { writePngs } from "./_stub_step_test.ts";
+import { writePngs } from "./_test_utils.ts";
 import { resizeBilinear } from "../image/resize.ts";
 import {
   deriveSeed,
@@ -49,7 +49,7 @@ Deno.test("EpochSampler() visits every item each epoch and resumes the same orde
   for (let i = 0; i < 6; i++) part.next();
   const resumed = new EpochSampler(5, 7, part.state);
   assertEquals(Array.from({ length: 7 }, () => resumed.next()), seq.slice(6));
-  assertThrows(() => new EpochSampler(0, 1), RangeError, "at least one");
+  assertThrows(() => new EpochSampler(0, 1), RangeError, "item count must be a positive integer");
 });
 
 Deno.test("findTrainingData() splits a plain folder by seed", async () => {

@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { assertPositiveInteger } from "../core/check.ts";
 import type { Tensor } from "../core/tensor.ts";
 import type { EfficientAdConfig } from "../model/config.ts";
 import { expectedStateDict } from "../model/architecture.ts";
@@ -276,10 +277,7 @@ export async function runTraining(
   step: TrainStep,
   options: RunTrainingOptions,
 ): Promise<RunTrainingResult> {
-  const total = options.totalSteps;
-  if (!Number.isInteger(total) || total < 1) {
-    throw new RangeError(`Cannot train for ${total} steps: expected a positive integer`);
-  }
+  const total = assertPositiveInteger(options.totalSteps, "totalSteps", "Cannot train");
   const start = options.resume?.step ?? 0;
   if (start > total) {
     throw new RangeError(`Cannot resume at step ${start}: the run has only ${total} steps`);

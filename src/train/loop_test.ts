@@ -3,7 +3,7 @@ import { resolveConfig } from "../model/config.ts";
 import { expectedStateDict } from "../model/architecture.ts";
 import { ImageSet } from "./data.ts";
 import { PenaltyImages } from "./penalty.ts";
-import { StubStep, writePngs } from "./_stub_step_test.ts";
+import { StubStep, writePngs } from "./_test_utils.ts";
 import {
   type CheckpointReason,
   computeTeacherNorm,

@@ -9,7 +9,7 @@ import {
 import { InputError } from "../core/errors.ts";
 import type { Tensor } from "../core/tensor.ts";
 import { resizeBilinear } from "../image/resize.ts";
-import { writePngs } from "./_stub_step_test.ts";
+import { writePngs } from "./_test_utils.ts";
 import {
   centreCrop,
   GREYSCALE_PROBABILITY,

@@ -17,7 +17,7 @@ import {
   readLossesJson,
   readModelDict,
   readTrainNpy,
-} from "./_fixture_test.ts";
+} from "./_test_utils.ts";
 
 /** torch.quantile's definition on a sorted copy (the reference). */
 function sortedQuantile(values: Float32Array, q: number): number {

@@ -12,6 +12,7 @@
  */
 import { basename, join } from "node:path";
 import { unzipSync } from "fflate";
+import { errorMessage } from "../core/errors.ts";
 import { loadTeacher } from "../model/artifact.ts";
 import type { ModelSize } from "../model/config.ts";
 
@@ -102,7 +103,7 @@ export async function downloadTeacherZip(options: DownloadOptions = {}): Promise
       return new Uint8Array(await res.arrayBuffer());
     } catch (e) {
       if (options.signal?.aborted) throw e;
-      problems.push(`${url}: ${(e as Error).message}`);
+      problems.push(`${url}: ${errorMessage(e)}`);
     }
   }
   throw new Error(
@@ -151,7 +152,7 @@ export async function installTeachers(
   try {
     files = unzipSync(zip, { filter: (f) => wanted.has(basename(f.name)) });
   } catch (e) {
-    throw new Error(`Cannot unpack ${name}: ${(e as Error).message}`, { cause: e });
+    throw new Error(`Cannot unpack ${name}: ${errorMessage(e)}`, { cause: e });
   }
   const found = Object.entries(files).sort(([a], [b]) => a.localeCompare(b));
   if (found.length === 0) {

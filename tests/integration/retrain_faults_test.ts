@@ -460,7 +460,7 @@ Deno.test({
 });
 
 /**
- * A stand-in trainer: prints progress like `train`, then copies a ready model to --out: the
+ * A stand-in trainer: prints progress like `train --progress-json`, then copies a ready model to --out: the
  * first model dir on its first run, the second one on every later run (a counter file).
  */
 function switchingTrainer(first: string, later: string, counter: string): string[] {
@@ -472,8 +472,8 @@ let n = 0;
 try { n = Number(Deno.readTextFileSync(${JSON.stringify(counter)})); } catch { n = 0; }
 Deno.writeTextFileSync(${JSON.stringify(counter)}, String(n + 1));
 const src = n === 0 ? ${JSON.stringify(first)} : ${JSON.stringify(later)};
-console.error("info  step 1/2 loss 5.0000 ETA 1s");
-console.error("info  step 2/2 loss 2.5000 ETA 0s");
+console.log('{"type":"progress","step":1,"total":2,"loss":5,"eta":"1s","etaMs":1000}');
+console.log('{"type":"progress","step":2,"total":2,"loss":2.5,"eta":"0s","etaMs":0}');
 Deno.mkdirSync(out, { recursive: true });
 for (const e of Deno.readDirSync(src)) Deno.copyFileSync(src + "/" + e.name, out + "/" + e.name);`,
   ];

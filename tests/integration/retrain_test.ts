@@ -19,14 +19,14 @@ function json(m: ReceivedMessage): Record<string, unknown> {
   return JSON.parse(m.text) as Record<string, unknown>;
 }
 
-/** A stand-in trainer: prints progress like `train`, then copies a ready model to --out. */
+/** A stand-in trainer: prints progress like `train --progress-json`, then copies a ready model to --out. */
 function fakeTrainer(modelDir: string): string[] {
   return [
     Deno.execPath(),
     "eval",
     `const a = Deno.args; const out = a[a.indexOf("--out") + 1];
-console.error("info  step 1/2 loss 5.0000 ETA 1s");
-console.error("info  step 2/2 loss 2.5000 ETA 0s");
+console.log('{"type":"progress","step":1,"total":2,"loss":5,"eta":"1s","etaMs":1000}');
+console.log('{"type":"progress","step":2,"total":2,"loss":2.5,"eta":"0s","etaMs":0}');
 Deno.mkdirSync(out, { recursive: true });
 for (const e of Deno.readDirSync(${JSON.stringify(modelDir)})) {
   Deno.copyFileSync(${JSON.stringify(modelDir)} + "/" + e.name, out + "/" + e.name);
@@ -122,9 +122,9 @@ const data = a[a.indexOf("--data") + 1];
 const models = ${JSON.stringify(models)};
 const key = Object.keys(models).find((k) => data.includes("/" + k + "/work/"));
 const started = Date.now();
-console.error("info  step 1/2 loss 5.0000 ETA 1s");
+console.log('{"type":"progress","step":1,"total":2,"loss":5,"eta":"1s","etaMs":1000}');
 await new Promise((r) => setTimeout(r, 1500));
-console.error("info  step 2/2 loss 2.5000 ETA 0s");
+console.log('{"type":"progress","step":2,"total":2,"loss":2.5,"eta":"0s","etaMs":0}');
 Deno.mkdirSync(out, { recursive: true });
 for (const e of Deno.readDirSync(models[key])) Deno.copyFileSync(models[key] + "/" + e.name, out + "/" + e.name);
 Deno.writeTextFileSync(${

@@ -12,7 +12,6 @@ import {
   adamNames,
   adamScalars,
   aeParameters,
-  bilinearMatrix,
   buildTrainStepGraph,
   dropoutName,
   dropoutShapes,
@@ -47,12 +46,6 @@ Deno.test("quantilePositions follows torch.quantile's float32 rank", () => {
   const p = quantilePositions(384 * 56 * 56, 0.999);
   assertEquals([p.lo, p.hi], [1203018, 1203019]);
   assertOk(p.weight > 0 && p.weight < 1);
-});
-
-Deno.test("bilinearMatrix follows PyTorch's align_corners=False weights", () => {
-  assertEquals(Array.from(bilinearMatrix(2, 4)), [1, 0, 0.75, 0.25, 0.25, 0.75, 0, 1]);
-  // Downscaling 4 -> 2: sources 0.5 and 2.5.
-  assertEquals(Array.from(bilinearMatrix(4, 2)), [0.5, 0.5, 0, 0, 0, 0, 0.5, 0.5]);
 });
 
 Deno.test("studentParameters lists weight and bias of every student conv", () => {

@@ -5,14 +5,20 @@
  * Adam state back in at every step.
  *
  * ```ts
- * import { OnnxTrainer, type StepImages } from "./trainer.ts";
+ * import type { Tensor } from "../../core/tensor.ts";
  * import type { EfficientAdConfig } from "../../model/config.ts";
  * import type { StateDict } from "../../model/state_dict.ts";
+ * import { OnnxTrainer } from "./trainer.ts";
  *
- * async function oneStep(config: EfficientAdConfig, stateDict: StateDict, images: StepImages) {
+ * async function oneStep(
+ *   config: EfficientAdConfig,
+ *   stateDict: StateDict,
+ *   images: { x: Tensor; penalty: Tensor; augmented: Tensor },
+ * ): Promise<StateDict> {
  *   await using trainer = await OnnxTrainer.create({ config, stateDict });
  *   const losses = await trainer.trainStep(images, 1e-4);
- *   const weights = trainer.parameters(); // student.* and ae.* after the step
+ *   console.log(losses.total);
+ *   return trainer.parameters(); // student.* and ae.* after the step
  * }
  * ```
  *
@@ -58,8 +64,8 @@ export interface OnnxTrainerOptions {
   readonly penalty?: boolean;
 }
 
-/** The losses of one step, before the update. */
-export interface StepLosses {
+/** The losses of one {@linkcode OnnxTrainer.trainStep}, before the update (the graph's outputs). */
+export interface OnnxTrainerLosses {
   readonly hard: number;
   readonly penalty: number;
   readonly ae: number;
@@ -138,7 +144,7 @@ export class OnnxTrainer implements AsyncDisposable {
   }
 
   /** One training step at learning rate `lr`; returns the losses before the update. */
-  async trainStep(images: StepImages, lr: number): Promise<StepLosses> {
+  async trainStep(images: StepImages, lr: number): Promise<OnnxTrainerLosses> {
     const { config } = this.#options;
     const x = batchOfOne(images.x);
     const augmented = batchOfOne(images.augmented);

@@ -6,6 +6,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { assertNonNegativeInteger } from "../../core/check.ts";
 import { conv2dWithGrad } from "./conv_grad.ts";
 import { hasGradients } from "./gradients.ts";
 import {
@@ -206,9 +207,7 @@ export class Adam {
    * @throws {RangeError} when `steps` is negative or not an integer.
    */
   load(steps: number, m: ReadonlyMap<string, tf.Tensor>, v: ReadonlyMap<string, tf.Tensor>): void {
-    if (!(Number.isInteger(steps) && steps >= 0)) {
-      throw new RangeError(`Cannot load Adam state: ${steps} steps`);
-    }
+    assertNonNegativeInteger(steps, "steps", "Cannot load Adam state");
     this.dispose();
     this.#step = steps;
     for (const [k, t] of m) this.#m.set(k, t);

@@ -8,6 +8,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { errorMessage } from "../../core/errors.ts";
 
 /** The union package, by version: the one `tfjs-node` 4.22 depends on. */
 const UNION_PACKAGE = "npm:@tensorflow/tfjs@4.22.0";
@@ -35,9 +36,7 @@ export function ensureGradients(): Promise<void> {
     } catch (e) {
       loading = undefined;
       throw new Error(
-        `Cannot register tfjs gradients: cannot load ${UNION_PACKAGE}: ${
-          e instanceof Error ? e.message : String(e)
-        }`,
+        `Cannot register tfjs gradients: cannot load ${UNION_PACKAGE}: ${errorMessage(e)}`,
         { cause: e },
       );
     }

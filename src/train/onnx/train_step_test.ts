@@ -1,10 +1,10 @@
 import { join } from "node:path";
-import { createLogger } from "../core/log.ts";
-import { readProjectModel } from "../model/project_format.ts";
-import { createOnnxEngine } from "../infer/onnx/engine.ts";
-import { trainCommand } from "../cli/train.ts";
-import { assertEquals, assertOk } from "../../tests/assert.ts";
-import { writePngs } from "./_stub_step_test.ts";
+import { createLogger } from "../../core/log.ts";
+import { readProjectModel } from "../../model/project_format.ts";
+import { createOnnxEngine } from "../../infer/onnx/engine.ts";
+import { trainModel } from "../train_model.ts";
+import { assertEquals, assertOk } from "../../../tests/assert.ts";
+import { writePngs } from "../_test_utils.ts";
 
 Deno.test("onnxTrainStepFactory() trains, calibrates and writes a model the engine serves", async () => {
   const dir = await Deno.makeTempDir();
@@ -12,22 +12,15 @@ Deno.test("onnxTrainStepFactory() trains, calibrates and writes a model the engi
     await writePngs(join(dir, "data"), 4, { width: 256, height: 256 });
     await writePngs(join(dir, "penalty"), 2, { width: 300, height: 260 });
     const lines: string[] = [];
-    const result = await trainCommand(
-      [
-        "--data",
-        join(dir, "data"),
-        "--out",
-        join(dir, "model"),
-        "--penalty-images",
-        join(dir, "penalty"),
-        "--steps",
-        "2",
-        "--holdout",
-        "0.5",
-      ],
-      createLogger({ sink: (l) => lines.push(l) }),
-      { terminal: false },
-    );
+    const result = await trainModel({
+      data: join(dir, "data"),
+      out: join(dir, "model"),
+      penaltyImages: join(dir, "penalty"),
+      steps: 2,
+      holdout: 0.5,
+      log: createLogger({ sink: (l) => lines.push(l) }),
+      terminal: false,
+    });
     assertEquals([result.step, result.interrupted], [2, false]);
     const losses = result.lastLosses!;
     assertOk(Number.isFinite(losses.loss) && losses.loss > 0, JSON.stringify(losses));
@@ -48,35 +41,28 @@ Deno.test("onnxTrainStepFactory() trains, calibrates and writes a model the engi
 });
 
 Deno.test("onnxTrainStepFactory() resumes from a checkpoint to the same weights as one run", async () => {
-  const { onnxTrainStepFactory } = await import("./onnx_step.ts");
+  const { onnxTrainStepFactory } = await import("./train_step.ts");
   const dir = await Deno.makeTempDir();
   try {
     await writePngs(join(dir, "data"), 3, { width: 256, height: 256 });
     await writePngs(join(dir, "penalty"), 2, { width: 300, height: 260 });
     const log = createLogger({ sink: () => {} });
-    const args = (out: string) => [
-      "--data",
-      join(dir, "data"),
-      "--out",
+    const settings = (out: string) => ({
+      data: join(dir, "data"),
       out,
-      "--penalty-images",
-      join(dir, "penalty"),
-      "--steps",
-      "2",
-      "--holdout",
-      "0.34",
-      "--checkpoint-every",
-      "0",
-    ];
-    await trainCommand(args(join(dir, "whole")), log, {
+      penaltyImages: join(dir, "penalty"),
+      steps: 2,
+      holdout: 0.34,
+      checkpointEvery: 0,
+      log,
       terminal: false,
-      signal: new AbortController().signal,
     });
+    await trainModel({ ...settings(join(dir, "whole")), signal: new AbortController().signal });
     // Stop after the first step, then resume.
     const controller = new AbortController();
     const inner = onnxTrainStepFactory();
-    const first = await trainCommand(args(join(dir, "parts")), log, {
-      terminal: false,
+    const first = await trainModel({
+      ...settings(join(dir, "parts")),
       signal: controller.signal,
       step: async (init) => {
         const step = await inner(init);
@@ -90,7 +76,9 @@ Deno.test("onnxTrainStepFactory() resumes from a checkpoint to the same weights 
       },
     });
     assertEquals([first.interrupted, first.step], [true, 1]);
-    const second = await trainCommand(["--resume", join(dir, "parts", "checkpoint")], log, {
+    const second = await trainModel({
+      resume: join(dir, "parts", "checkpoint"),
+      log,
       terminal: false,
       signal: new AbortController().signal,
     });

@@ -11,7 +11,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { resizeBilinear } from "../infer/tfjs/networks.ts";
+import { resizeBilinear } from "../../infer/tfjs/networks.ts";
 
 /**
  * The out x in matrix of PyTorch's 1-D linear interpolation with half-pixel centres

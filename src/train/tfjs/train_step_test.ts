@@ -1,8 +1,8 @@
-import { assertEquals } from "../../tests/assert.ts";
-import { readNpy } from "../core/npy.ts";
-import { item, maxAbsDiff, type Tensor, valueRange } from "../core/tensor.ts";
-import type { StateDict } from "../model/state_dict.ts";
-import { tfjsTrainStepFactory } from "./tfjs_step.ts";
+import { assertEquals } from "../../../tests/assert.ts";
+import { readNpy } from "../../core/npy.ts";
+import { item, maxAbsDiff, type Tensor, valueRange } from "../../core/tensor.ts";
+import type { StateDict } from "../../model/state_dict.ts";
+import { tfjsTrainStepFactory } from "./train_step.ts";
 import {
   FIXTURE_CONFIG,
   HAS_TRAIN_FIXTURE,
@@ -10,7 +10,7 @@ import {
   readLossesJson,
   readModelDict,
   readTrainNpy,
-} from "./_fixture_test.ts";
+} from "../_test_utils.ts";
 
 function pick(dict: StateDict, prefixes: string[]): StateDict {
   return new Map([...dict].filter(([k]) => prefixes.some((p) => k.startsWith(`${p}.`))));

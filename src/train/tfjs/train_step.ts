@@ -11,11 +11,11 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { formatShape, type Tensor } from "../core/tensor.ts";
-import { networks } from "../model/architecture.ts";
-import { fnv1a32 } from "../model/synthetic.ts";
-import type { StateDict } from "../model/state_dict.ts";
-import { selectTfjsBackend } from "../infer/tfjs/backend.ts";
+import { formatShape, type Tensor } from "../../core/tensor.ts";
+import { networks } from "../../model/architecture.ts";
+import { fnv1a32 } from "../../model/synthetic.ts";
+import type { StateDict } from "../../model/state_dict.ts";
+import { selectTfjsBackend } from "../../infer/tfjs/backend.ts";
 import {
   computeMaps,
   disposeNetworkParams,
@@ -24,8 +24,8 @@ import {
   type Network,
   networkParams,
   oihwToHwio,
-} from "../infer/tfjs/networks.ts";
-import { augmentImage } from "./augment.ts";
+} from "../../infer/tfjs/networks.ts";
+import { augmentImage } from "../augment.ts";
 import { ensureGradients } from "./gradients.ts";
 import { disposeTrainableModel, type TrainableModel, trainableModel } from "./losses.ts";
 import type {
@@ -38,7 +38,7 @@ import type {
   TrainStep,
   TrainStepFactory,
   TrainStepInit,
-} from "./loop.ts";
+} from "../loop.ts";
 import { Adam, disposeGradients, lossesAndGradients } from "./step.ts";
 
 /** Options of {@linkcode tfjsTrainStepFactory}. */

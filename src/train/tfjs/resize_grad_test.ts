@@ -1,8 +1,8 @@
 import * as tf from "@tensorflow/tfjs-core";
-import { assertEquals } from "../../tests/assert.ts";
-import { selectTfjsBackend } from "../infer/tfjs/backend.ts";
-import { resizeBilinear } from "../infer/tfjs/networks.ts";
-import { uniformStream } from "../model/synthetic.ts";
+import { assertEquals } from "../../../tests/assert.ts";
+import { selectTfjsBackend } from "../../infer/tfjs/backend.ts";
+import { resizeBilinear } from "../../infer/tfjs/networks.ts";
+import { uniformStream } from "../../model/synthetic.ts";
 import { ensureGradients } from "./gradients.ts";
 import { interpolationMatrix, resizeBilinearWithGrad } from "./resize_grad.ts";
 

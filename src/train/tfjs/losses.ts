@@ -14,17 +14,17 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import type { ConvLayer } from "../model/architecture.ts";
-import type { EfficientAdConfig } from "../model/config.ts";
+import type { ConvLayer } from "../../model/architecture.ts";
+import type { EfficientAdConfig } from "../../model/config.ts";
 import {
   type ConvParams,
   type EfficientAdParams,
   forwardNetwork,
   type ForwardOptions,
   type Network,
-} from "../infer/tfjs/networks.ts";
+} from "../../infer/tfjs/networks.ts";
 import { resizeBilinearWithGrad } from "./resize_grad.ts";
-import { quantile } from "./stats.ts";
+import { quantile } from "../stats.ts";
 
 /** The quantile of the hard-feature loss. */
 export const HARD_QUANTILE = 0.999;

@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs-core";
-import { assertEquals } from "../../tests/assert.ts";
-import { selectTfjsBackend } from "../infer/tfjs/backend.ts";
-import { uniformStream } from "../model/synthetic.ts";
+import { assertEquals } from "../../../tests/assert.ts";
+import { selectTfjsBackend } from "../../infer/tfjs/backend.ts";
+import { uniformStream } from "../../model/synthetic.ts";
 import { conv2dWithGrad } from "./conv_grad.ts";
 import { ensureGradients } from "./gradients.ts";
 

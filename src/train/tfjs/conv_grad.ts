@@ -16,7 +16,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import type { Conv2dFn } from "../infer/tfjs/networks.ts";
+import type { Conv2dFn } from "../../infer/tfjs/networks.ts";
 
 /** The filter gradient of a convolution (see the module documentation). */
 export function conv2dFilterGrad(

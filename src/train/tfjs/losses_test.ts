@@ -1,10 +1,10 @@
 import * as tf from "@tensorflow/tfjs-core";
-import { assertAlmostEquals, assertEquals, assertThrows } from "../../tests/assert.ts";
-import { conv } from "../model/architecture.ts";
-import { selectTfjsBackend } from "../infer/tfjs/backend.ts";
-import { disposeEfficientAdParams, efficientAdParams } from "../infer/tfjs/networks.ts";
-import { resolveConfig } from "../model/config.ts";
-import { syntheticStateDict } from "../model/synthetic.ts";
+import { assertAlmostEquals, assertEquals, assertThrows } from "../../../tests/assert.ts";
+import { conv } from "../../model/architecture.ts";
+import { selectTfjsBackend } from "../../infer/tfjs/backend.ts";
+import { disposeEfficientAdParams, efficientAdParams } from "../../infer/tfjs/networks.ts";
+import { resolveConfig } from "../../model/config.ts";
+import { syntheticStateDict } from "../../model/synthetic.ts";
 import {
   accurateMean,
   accurateSum,

@@ -1,6 +1,7 @@
 import { assertEquals, assertOk } from "../../tests/assert.ts";
 import { createLogger } from "../core/log.ts";
-import { formatDuration, TrainProgress } from "./progress.ts";
+import { formatDuration, ProgressDisplay } from "./progress_display.ts";
+import type { TrainProgress } from "./progress_event.ts";
 import type { StepEvent } from "./loop.ts";
 
 function event(step: number, total = 100): StepEvent {
@@ -19,7 +20,7 @@ Deno.test("formatDuration() prints hours, minutes and seconds", () => {
   assertEquals(formatDuration(NaN), "?");
 });
 
-Deno.test("TrainProgress() draws a bar in place with rate and ETA on a terminal", () => {
+Deno.test("ProgressDisplay() draws a bar in place with rate and ETA on a terminal", () => {
   const chunks: string[] = [];
   const writer = {
     writeSync: (b: Uint8Array) => {
@@ -28,7 +29,7 @@ Deno.test("TrainProgress() draws a bar in place with rate and ETA on a terminal"
     },
   };
   const clock = fakeClock();
-  const p = new TrainProgress({
+  const p = new ProgressDisplay({
     terminal: true,
     writer,
     log: createLogger({ sink: () => {} }),
@@ -48,10 +49,10 @@ Deno.test("TrainProgress() draws a bar in place with rate and ETA on a terminal"
   assertEquals(chunks[2], "\n");
 });
 
-Deno.test("TrainProgress() logs a plain line every N steps when not on a terminal", () => {
+Deno.test("ProgressDisplay() logs a plain line every N steps when not on a terminal", () => {
   const lines: string[] = [];
   const clock = fakeClock();
-  const p = new TrainProgress({
+  const p = new ProgressDisplay({
     terminal: false,
     log: createLogger({ sink: (l) => lines.push(l) }),
     every: 5,
@@ -67,4 +68,28 @@ Deno.test("TrainProgress() logs a plain line every N steps when not on a termina
   assertOk(lines[0]!.includes("step 15/22"), lines[0]);
   assertOk(lines[0]!.includes("2.000 steps/s (0.50 s/step) ETA 4s"), lines[0]);
   assertOk(lines[2]!.includes("step 22/22"));
+});
+
+Deno.test("ProgressDisplay() reports the same figures as its lines, at the same steps", () => {
+  const lines: string[] = [];
+  const reports: TrainProgress[] = [];
+  const clock = fakeClock();
+  const p = new ProgressDisplay({
+    terminal: false,
+    log: createLogger({ sink: (l) => lines.push(l) }),
+    every: 5,
+    now: clock.now,
+    onReport: (r) => reports.push(r),
+  });
+  p.start(10);
+  for (let s = 11; s <= 22; s++) {
+    clock.advance(500);
+    p.update(event(s, 22));
+  }
+  assertEquals(reports, [
+    { step: 15, total: 22, loss: 1.75, eta: "4s", etaMs: 3500 },
+    { step: 20, total: 22, loss: 1.75, eta: "1s", etaMs: 1000 },
+    { step: 22, total: 22, loss: 1.75, eta: "0s", etaMs: 0 },
+  ]);
+  assertEquals(lines.length, reports.length);
 });

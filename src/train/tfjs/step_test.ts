@@ -1,8 +1,8 @@
 import * as tf from "@tensorflow/tfjs-core";
-import { assertAlmostEquals, assertEquals, assertThrows } from "../../tests/assert.ts";
-import { selectTfjsBackend } from "../infer/tfjs/backend.ts";
-import { disposeEfficientAdParams, efficientAdParams } from "../infer/tfjs/networks.ts";
-import { AUGMENT_KINDS, augmentImage } from "./augment.ts";
+import { assertAlmostEquals, assertEquals, assertThrows } from "../../../tests/assert.ts";
+import { selectTfjsBackend } from "../../infer/tfjs/backend.ts";
+import { disposeEfficientAdParams, efficientAdParams } from "../../infer/tfjs/networks.ts";
+import { AUGMENT_KINDS, augmentImage } from "../augment.ts";
 import { conv2dWithGrad } from "./conv_grad.ts";
 import { ensureGradients } from "./gradients.ts";
 import { disposeTrainableModel, trainableModel } from "./losses.ts";
@@ -14,7 +14,7 @@ import {
   readLossesJson,
   readModelDict,
   readTrainNpy,
-} from "./_fixture_test.ts";
+} from "../_test_utils.ts";
 
 Deno.test("Adam follows torch.optim.Adam with L2 weight decay over two steps", async () => {
   await selectTfjsBackend();

@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs-core";
-import { assertEquals } from "../../tests/assert.ts";
-import { selectTfjsBackend } from "../infer/tfjs/backend.ts";
+import { assertEquals } from "../../../tests/assert.ts";
+import { selectTfjsBackend } from "../../infer/tfjs/backend.ts";
 import { ensureGradients, hasGradients } from "./gradients.ts";
 
 Deno.test("ensureGradients() registers tfjs's gradient functions", async () => {

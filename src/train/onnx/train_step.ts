@@ -6,15 +6,15 @@
  *
  * @module
  */
-import type { Tensor } from "../core/tensor.ts";
-import { formatShape } from "../core/tensor.ts";
-import type { StateDict } from "../model/state_dict.ts";
-import type { EfficientAdModel } from "../model/model.ts";
-import { createSession } from "../infer/onnx/session.ts";
-import { createOnnxEngine } from "../infer/onnx/engine.ts";
-import type { InferenceEngine } from "../infer/engine.ts";
-import { augmentImage } from "./augment.ts";
-import { deriveSeed, SeededRandom } from "./data.ts";
+import type { Tensor } from "../../core/tensor.ts";
+import { formatShape } from "../../core/tensor.ts";
+import type { StateDict } from "../../model/state_dict.ts";
+import type { EfficientAdModel } from "../../model/model.ts";
+import { createSession } from "../../infer/onnx/session.ts";
+import { createOnnxEngine } from "../../infer/onnx/engine.ts";
+import type { InferenceEngine } from "../../infer/engine.ts";
+import { augmentImage } from "../augment.ts";
+import { deriveSeed, SeededRandom } from "../data.ts";
 import type {
   RawMaps,
   StepLosses,
@@ -24,9 +24,9 @@ import type {
   TrainStep,
   TrainStepFactory,
   TrainStepInit,
-} from "./loop.ts";
-import { OnnxTrainer } from "./onnx/trainer.ts";
-import { buildTeacherGraph } from "./onnx/teacher_graph.ts";
+} from "../loop.ts";
+import { OnnxTrainer } from "./trainer.ts";
+import { buildTeacherGraph } from "./teacher_graph.ts";
 import * as ort from "onnxruntime-node";
 
 /** Sub-stream of the run seed used for the dropout masks. */
