@@ -41,7 +41,8 @@ export const DEFAULTS = {
   },
   http: { enabled: true, host: "127.0.0.1", port: 8080 },
   logging: { level: "info" },
-  // The same defaults as the options of the modules in src/retrain/.
+  // The one place of these defaults: src/retrain takes the resolved values (the drift
+  // window and the cooldown included) and defaults none of them again.
   retrain: {
     enabled: false,
     store: {

@@ -386,23 +386,7 @@ async function startKey(
       eventGuardMs: r.store.eventGuardMs,
       duplicateThreshold: r.store.duplicateThreshold,
     },
-    triggers: {
-      ...(r.triggers.intervalMs !== null ? { interval: r.triggers.intervalMs } : {}),
-      dailyAt: r.triggers.dailyAt,
-      timeZone: r.triggers.timeZone,
-      ...(r.triggers.minNewFrames !== null ? { minNewFrames: r.triggers.minNewFrames } : {}),
-      ...(r.triggers.drift !== null
-        ? {
-          drift: {
-            window: r.triggers.drift.window,
-            ...(r.triggers.drift.bound !== null ? { bound: r.triggers.drift.bound } : {}),
-            ...(r.triggers.drift.factor !== null ? { factor: r.triggers.drift.factor } : {}),
-          },
-        }
-        : {}),
-      cooldown: r.triggers.cooldownMs,
-    },
-    ...(r.triggers.drift !== null ? { driftWindow: r.triggers.drift.window } : {}),
+    triggers: r.triggers,
     train: {
       steps: t.steps,
       extraArgs,

@@ -48,7 +48,7 @@
  * ```ts
  * await using coordinator = new RetrainCoordinator({
  *   key: "line-1", store, registry, workDir: "out/retrain/line-1",
- *   triggers: { minNewFrames: 500 }, train: { steps: 2000 },
+ *   triggers: pipeline.retrain.triggers, bootstrapFrames: 50, train: { steps: 2000 },
  *   swap: async (engine, model) => await (await stage.setModel(engine, model))[Symbol.asyncDispose](),
  *   publish: (event) => logger.info("model", { ...event }),
  * });
@@ -60,6 +60,7 @@
 import { join } from "node:path";
 import type { Frame, ScoredFrame } from "../core/frame.ts";
 import type { Logger } from "../core/log.ts";
+import type { ResolvedRetrainTriggers } from "../core/retrain_triggers.ts";
 import type { ModelState, RetrainTrigger } from "../core/status.ts";
 import type { Tensor } from "../core/tensor.ts";
 import type { InferenceEngine } from "../infer/engine.ts";
@@ -90,7 +91,7 @@ import {
   type TrainingGate,
 } from "./scheduler.ts";
 import type { TrainProgress } from "./train_process.ts";
-import type { TriggerConfig, TriggerFired } from "./triggers.ts";
+import type { TriggerFired } from "./triggers.ts";
 import {
   type ModelFigures,
   type PromotionMargins,
@@ -171,21 +172,19 @@ export interface RetrainCoordinatorOptions {
   readonly workDir: string;
   /** The frame selector's gates. */
   readonly selector?: FrameSelectorOptions;
-  /** The triggers. Default none (manual and bootstrap only). */
-  readonly triggers?: TriggerConfig;
+  /** The triggers, as the pipeline file resolved them (the drift window included). */
+  readonly triggers: ResolvedRetrainTriggers;
   /** The trainer (command, steps, env, nice, grace). */
   readonly train?: SchedulerTrainOptions;
   /** How often the scheduler's timer evaluates triggers. Default 30000 ms. */
   readonly checkEveryMs?: number;
-  /** Normal frames collected before the first training. Default 200. */
-  readonly bootstrapFrames?: number;
+  /** Normal frames collected before the first training (`retrain.bootstrap.frames`). */
+  readonly bootstrapFrames: number;
   /**
    * Frames of the new scene collected after a drift trigger before training (see the module
    * doc). Default `bootstrapFrames`.
    */
   readonly driftFrames?: number;
-  /** The drift trigger's window (how many kept frames its median covers). Default 100. */
-  readonly driftWindow?: number;
   /** Shared by the coordinators of one service: one training at a time. */
   readonly gate?: TrainingGate;
   /** Least capture-time gap between frames stored while bootstrapping. Default 1000 ms. */
@@ -331,14 +330,14 @@ export class RetrainCoordinator implements AsyncDisposable {
   constructor(options: RetrainCoordinatorOptions) {
     this.#o = options;
     this.#now = options.now ?? Date.now;
-    this.#needed = options.bootstrapFrames ?? 200;
+    this.#needed = options.bootstrapFrames;
     this.#bootstrapIntervalMs = options.bootstrapIntervalMs ?? 1000;
     this.#holdout = options.holdoutFraction ?? 0.2;
     this.#ringSize = options.markRing ?? 32;
     this.#maxWrites = options.maxPendingWrites ?? 4;
     this.#createEngine = options.createEngine ?? ((m) => createOnnxEngine(m));
     this.#driftFrames = options.driftFrames ?? this.#needed;
-    this.#driftWindow = options.driftWindow ?? 100;
+    this.#driftWindow = options.triggers.drift?.window ?? 0;
     const positive = (name: string, v: number) => {
       if (!Number.isInteger(v) || v < 1) {
         throw new RangeError(`Cannot make a retrain coordinator: ${name} must be >= 1, got ${v}`);
@@ -346,7 +345,6 @@ export class RetrainCoordinator implements AsyncDisposable {
     };
     positive("bootstrapFrames", this.#needed);
     positive("driftFrames", this.#driftFrames);
-    positive("driftWindow", this.#driftWindow);
     positive("markRing", this.#ringSize);
     positive("maxPendingWrites", this.#maxWrites);
     if (!(this.#holdout > 0 && this.#holdout < 1)) {
@@ -356,7 +354,7 @@ export class RetrainCoordinator implements AsyncDisposable {
     }
     this.#selector = new FrameSelector({ ...options.selector, now: this.#now });
     this.#scheduler = new RetrainScheduler({
-      triggers: options.triggers ?? {},
+      triggers: options.triggers,
       ...(options.train !== undefined ? { train: options.train } : {}),
       ...(options.checkEveryMs !== undefined ? { checkEveryMs: options.checkEveryMs } : {}),
       now: this.#now,

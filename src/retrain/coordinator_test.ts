@@ -13,6 +13,7 @@ import {
 } from "./coordinator.ts";
 import { FrameStore } from "./frame_store.ts";
 import { ModelRegistry } from "./registry.ts";
+import { triggerSettings } from "./_test_utils.ts";
 
 /**
  * A fake trainer for `deno eval`: the file named by `FAKE_SOURCE` holds either a model
@@ -100,6 +101,7 @@ async function setup(over: Partial<RetrainCoordinatorOptions> = {}) {
     registry,
     workDir: join(root, "work"),
     bootstrapFrames: 3,
+    triggers: triggerSettings(),
     bootstrapIntervalMs: 0,
     holdoutFraction: 0.34,
     train: {
@@ -217,7 +219,7 @@ Deno.test("RetrainCoordinator.mark() stores a recent frame with the operator's l
 Deno.test("RetrainCoordinator.observe() stores selected frames and the count trigger retrains", async () => {
   await using t = await setup({
     selector: { minSamples: 0, minIntervalMs: 0, eventGuardMs: 0, duplicateThreshold: -1 },
-    triggers: { minNewFrames: 2, cooldown: 1 },
+    triggers: triggerSettings({ minNewFrames: 2, cooldownMs: 1 }),
   });
   await bootstrap(t);
   const before = t.store.stats().frames;
@@ -271,8 +273,7 @@ Deno.test("RetrainCoordinator() on drift collects frames of the new scene and tr
       eventGuardMs: 0,
       duplicateThreshold: -1,
     },
-    triggers: { drift: { window: 3, factor: 1.5 }, cooldown: 1 },
-    driftWindow: 3,
+    triggers: triggerSettings({ drift: { window: 3, bound: null, factor: 1.5 }, cooldownMs: 1 }),
     driftFrames: 5,
   });
   await bootstrap(t);

@@ -6,12 +6,8 @@
  * @module
  */
 import { median } from "../core/percentiles.ts";
-import {
-  RetrainTriggers,
-  type TriggerConfig,
-  type TriggerFired,
-  type TriggerState,
-} from "./triggers.ts";
+import type { ResolvedRetrainTriggers } from "../core/retrain_triggers.ts";
+import { RetrainTriggers, type TriggerFired, type TriggerState } from "./triggers.ts";
 import {
   TrainProcess,
   type TrainProcessOptions,
@@ -100,8 +96,8 @@ export class TrainingGate {
 
 /** Options of {@linkcode RetrainScheduler}. */
 export interface RetrainSchedulerOptions {
-  /** The triggers (see {@linkcode TriggerConfig}). */
-  readonly triggers: TriggerConfig;
+  /** The triggers, as the pipeline file resolved them. */
+  readonly triggers: ResolvedRetrainTriggers;
   /** How to run the trainer (command, steps, extra args, nice, grace). Default: all defaults. */
   readonly train?: SchedulerTrainOptions;
   /**
@@ -187,7 +183,7 @@ export interface SchedulerStatus {
  * @example
  * ```ts
  * await using scheduler = new RetrainScheduler({
- *   triggers: { interval: "6h", minNewFrames: 500, drift: { window: 100, factor: 1.3 } },
+ *   triggers: pipeline.retrain.triggers,
  *   train: { steps: 2000 },
  *   prepareData: async () => ({ dataDir: await store.snapshot(), outDir: registry.nextDir() }),
  *   onResult: async ({ result }) => { if (result?.ok) await validateAndPromote(result.outDir); },
@@ -228,7 +224,7 @@ export class RetrainScheduler implements AsyncDisposable {
   /**
    * Validates the triggers and starts the timer.
    *
-   * @throws {RangeError} on bad triggers (see {@linkcode RetrainTriggers}) or `checkEveryMs`.
+   * @throws {RangeError} on a bad `checkEveryMs`.
    */
   constructor(options: RetrainSchedulerOptions) {
     this.#triggers = new RetrainTriggers(options.triggers);
