@@ -117,25 +117,27 @@ Deno.test("statsMessage() computes per-camera rates against the previous sample"
 
 Deno.test("modelMessage() carries the validation of candidate and current and the decision", () => {
   const at = Date.UTC(2025, 5, 1, 12, 0, 0);
+  const frames = { normalFrames: 200, anomalousFrames: 12 };
   const message = modelMessage("line-1", {
     state: "refused",
-    modelVersion: "efficientad-s@3",
-    candidateVersion: "efficientad-s@4",
+    key: "line-1",
+    serving: "efficientad-s@3",
+    candidate: "efficientad-s@4",
     trigger: "drift",
     triggerReason: "median normalised score 0.41 > 0.35",
     validation: {
-      normalFrames: 200,
-      anomalousFrames: 12,
       candidate: {
-        flaggedShare: 0.081,
-        medianNormalizedScore: 0.3312345,
-        detectedShare: 0.75,
+        ...frames,
+        flaggedFraction: 0.081,
+        medianNormalized: 0.3312345,
+        detectedFraction: 0.75,
         auroc: 0.91,
       },
       current: {
-        flaggedShare: 0.02,
-        medianNormalizedScore: 0.28,
-        detectedShare: 1,
+        ...frames,
+        flaggedFraction: 0.02,
+        medianNormalized: 0.28,
+        detectedFraction: 1,
         auroc: 0.98765,
       },
     },
@@ -175,8 +177,12 @@ Deno.test("modelMessage() carries the validation of candidate and current and th
   });
   const collecting = modelMessage("line-1", {
     state: "collecting",
-    modelVersion: "efficientad-s@3",
-    collecting: { frames: 10, needed: 100 },
+    key: "line-1",
+    at,
+    serving: "efficientad-s@3",
+    trigger: "drift",
+    collected: 10,
+    needed: 100,
   }, at);
   assertEquals(collecting.collecting, { frames: 10, needed: 100, bootstrap: false });
 });

@@ -31,6 +31,8 @@ export interface RetrainOutcome {
   readonly result?: TrainResult;
   /** Why the run failed (preparing or training), in one line; absent when it succeeded. */
   readonly error?: string;
+  /** True when the run was cancelled (then `error`, if any, only says so). */
+  readonly cancelled: boolean;
 }
 
 /** The trainer settings of the scheduler: {@linkcode TrainProcessOptions} less the per-run ones. */
@@ -417,7 +419,7 @@ export class RetrainScheduler implements AsyncDisposable {
     } catch (e) {
       log?.warn("retrain onStart failed", { error: message(e) });
     }
-    let outcome: RetrainOutcome;
+    let outcome: Omit<RetrainOutcome, "cancelled">;
     let held: Disposable | undefined;
     try {
       const gate = this.#options.gate;
@@ -460,7 +462,7 @@ export class RetrainScheduler implements AsyncDisposable {
       log?.info(cancelled ? "retrain cancelled" : "retrain done", { reason: trigger.reason });
     }
     try {
-      await this.#options.onResult?.(outcome);
+      await this.#options.onResult?.({ ...outcome, cancelled });
     } catch (e) {
       log?.warn("retrain onResult failed", { error: message(e) });
     }

@@ -35,6 +35,7 @@
  */
 
 import { median } from "../core/percentiles.ts";
+import type { RetrainTrigger } from "../core/retrain_event.ts";
 import type { ResolvedRetrainTriggers } from "../core/retrain_triggers.ts";
 
 /** Which trigger fired. */
@@ -46,6 +47,23 @@ export interface TriggerFired {
   readonly kind: TriggerKind;
   /** A short, human-readable reason, e.g. `"interval: 6h since the last training"`. */
   readonly reason: string;
+}
+
+/**
+ * What a fired trigger is called in the lifecycle events: `schedule` for daily and interval,
+ * `command` for manual.
+ */
+export function retrainTrigger(fired: TriggerFired): RetrainTrigger {
+  switch (fired.kind) {
+    case "drift":
+    case "count":
+      return fired.kind;
+    case "daily":
+    case "interval":
+      return "schedule";
+    case "manual":
+      return "command";
+  }
 }
 
 /** What the triggers look at; the scheduler keeps it. */

@@ -1,6 +1,6 @@
 import { assertEquals } from "../../tests/assert.ts";
 import { triggerSettings } from "./_test_utils.ts";
-import { RetrainTriggers, type TriggerState } from "./triggers.ts";
+import { retrainTrigger, RetrainTriggers, type TriggerState } from "./triggers.ts";
 
 const H = 3_600_000;
 const T0 = Date.UTC(2026, 10, 28, 10, 0); // 10:00 UTC
@@ -91,4 +91,15 @@ Deno.test("RetrainTriggers.check() gives manual first, then drift, count, daily,
   assertEquals(t.check(state(), now)?.kind, "daily");
   assertEquals(t.check(state({ lastStartAt: T0 + 0.75 * H }), now)?.kind, "interval");
   assertEquals(new RetrainTriggers(triggerSettings()).nextDue(state(), now), undefined);
+});
+
+Deno.test("retrainTrigger() names fired triggers as the lifecycle events do", () => {
+  const kinds = ["manual", "drift", "count", "daily", "interval"] as const;
+  assertEquals(kinds.map((kind) => retrainTrigger({ kind, reason: "" })), [
+    "command",
+    "drift",
+    "count",
+    "schedule",
+    "schedule",
+  ]);
 });

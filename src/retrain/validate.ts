@@ -22,6 +22,7 @@
  * @module
  */
 import { median } from "../core/percentiles.ts";
+import type { ModelFigures } from "../core/retrain_event.ts";
 import { stack, type Tensor } from "../core/tensor.ts";
 import { auroc } from "../eval/metrics.ts";
 import type { InferenceEngine } from "../infer/engine.ts";
@@ -66,22 +67,6 @@ export const DEFAULT_MARGINS: ResolvedPromotionMargins = Object.freeze({
   auroc: 0.02,
   minNormalFrames: 1,
 });
-
-/** What one model scored on the held-out frames. */
-export interface ModelFigures {
-  /** Held-out normal frames scored. */
-  readonly normalFrames: number;
-  /** Share of them flagged anomalous, in [0, 1]. */
-  readonly flaggedFraction: number;
-  /** Median normalised score of them, in [0, 1] (0.5 is the threshold). */
-  readonly medianNormalized: number;
-  /** Frames marked anomalous scored. */
-  readonly anomalousFrames: number;
-  /** Share of those flagged anomalous, when there are any. */
-  readonly detectedFraction?: number;
-  /** AUROC of normal vs anomalous frames, when there are both. */
-  readonly auroc?: number;
-}
 
 /** The decision of {@linkcode decidePromotion}. */
 export interface PromotionDecision {
