@@ -186,3 +186,66 @@ Deno.test("modelMessage() carries the validation of candidate and current and th
   }, at);
   assertEquals(collecting.collecting, { frames: 10, needed: 100, bootstrap: false });
 });
+
+Deno.test("modelMessage() gives the decision of a rollback, a failure and a cancellation", () => {
+  const at = Date.UTC(2025, 5, 1, 12, 0, 0);
+  const base = { key: "line", at, serving: "m@1" };
+  const pick = (
+    m: ReturnType<typeof modelMessage>,
+  ) => [
+    m.state,
+    m.model_version,
+    m.candidate_version,
+    m.trigger,
+    m.trigger_reason,
+    m.decision_reason,
+  ];
+  const rolledBack = modelMessage("line-1", {
+    ...base,
+    state: "rolled_back",
+    from: "m@2",
+    trigger: "command",
+    triggerReason: "MQTT command",
+    decisionReason: "MQTT command",
+  });
+  assertEquals(pick(rolledBack), [
+    "rolled_back",
+    "m@1",
+    null,
+    "command",
+    "MQTT command",
+    "MQTT command",
+  ]);
+  const failed = modelMessage("line-1", {
+    ...base,
+    state: "failed",
+    trigger: "count",
+    triggerReason: "count: 500 new normal frames (at least 500)",
+    decisionReason: "Cannot train: exited with code 2",
+  });
+  assertEquals(pick(failed), [
+    "failed",
+    "m@1",
+    null,
+    "count",
+    "count: 500 new normal frames (at least 500)",
+    "Cannot train: exited with code 2",
+  ]);
+  const validating = modelMessage("line-1", {
+    ...base,
+    state: "validating",
+    candidate: "m@3",
+    trigger: "count",
+  });
+  assertEquals(pick(validating), ["validating", "m@1", "m@3", "count", null, null]);
+  const cancelled = modelMessage("line-1", { ...base, state: "idle", cancelled: true });
+  assertEquals(pick(cancelled), ["idle", "m@1", null, null, null, "training cancelled"]);
+  const idle = modelMessage("line-1", { key: "line", at, state: "idle", cancelled: false });
+  assertEquals(pick(idle), ["idle", null, null, null, null, null]);
+  assertEquals([idle.time_ms, idle.collecting, idle.training, idle.validation], [
+    at,
+    null,
+    null,
+    null,
+  ]);
+});
