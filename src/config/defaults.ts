@@ -41,8 +41,10 @@ export const DEFAULTS = {
   },
   http: { enabled: true, host: "127.0.0.1", port: 8080 },
   logging: { level: "info" },
-  // The one place of these defaults: src/retrain takes the resolved values (the drift
-  // window and the cooldown included) and defaults none of them again.
+  // The one place of these defaults for the triggers, the frame selector's gates, the
+  // promotion margins and the bootstrap: src/retrain takes them resolved and defaults none
+  // of them again. (FrameStore's limits and ModelRegistry's keep still default to the same
+  // values in src/retrain/frame_store.ts and registry.ts.)
   retrain: {
     enabled: false,
     store: {

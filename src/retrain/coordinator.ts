@@ -41,7 +41,7 @@
  * @example
  * ```ts
  * await using coordinator = new RetrainCoordinator({
- *   key: "line-1", store, registry, workDir: "out/retrain/line-1",
+ *   key: "line-1", store, registry, workDir: "out/retrain/line-1", selector, margins,
  *   triggers: pipeline.retrain.triggers, bootstrapFrames: 50, train: { steps: 2000 },
  *   swap: async (engine, model) => await (await stage.setModel(engine, model))[Symbol.asyncDispose](),
  *   publish: (event) => logger.info("model", { state: event.state }),
@@ -105,8 +105,8 @@ export interface RetrainCoordinatorOptions {
   readonly registry: ModelRegistry;
   /** Where training folders are written (`<workDir>/run-<n>/{data,model}`); owned. */
   readonly workDir: string;
-  /** The frame selector's gates. */
-  readonly selector?: FrameSelectorOptions;
+  /** The frame selector's gates (`retrain.store`, resolved). */
+  readonly selector: FrameSelectorOptions;
   /** The triggers, as the pipeline file resolved them (the drift window included). */
   readonly triggers: ResolvedRetrainTriggers;
   /** The trainer (command, steps, env, nice, grace). */
@@ -128,8 +128,8 @@ export interface RetrainCoordinatorOptions {
   readonly bootstrapRetryMs?: number;
   /** Share (0..1) of the most recent normal frames held out for validation. Default 0.2. */
   readonly holdoutFraction?: number;
-  /** The promotion margins. */
-  readonly margins?: PromotionMargins;
+  /** The promotion margins (`retrain.promotion.margins`, resolved). */
+  readonly margins: PromotionMargins;
   /** How many recent frames `mark` can reach. Default 32. */
   readonly markRing?: number;
   /** Store writes in flight before `observe` drops frames. Default 4. */
@@ -246,7 +246,7 @@ export class RetrainCoordinator implements AsyncDisposable {
     this.#promoter = new Promoter({
       registry: options.registry,
       store: options.store,
-      ...(options.margins !== undefined ? { margins: options.margins } : {}),
+      margins: options.margins,
       ...(options.createEngine !== undefined ? { createEngine: options.createEngine } : {}),
       ...(options.swap !== undefined ? { swap: options.swap } : {}),
     });

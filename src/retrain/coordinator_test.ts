@@ -112,6 +112,8 @@ async function setup(over: Partial<RetrainCoordinatorOptions> = {}) {
     workDir: join(root, "work"),
     bootstrapFrames: 3,
     triggers: triggerSettings(),
+    selector: { quantile: 0.5, minIntervalMs: 60_000, eventGuardMs: 30_000, duplicateThreshold: 3 },
+    margins: { flaggedFraction: 0.05, medianNormalized: 0.1, detectedFraction: 0.1, auroc: 0.02 },
     bootstrapIntervalMs: 0,
     holdoutFraction: 0.34,
     train: {
@@ -228,7 +230,13 @@ Deno.test("RetrainCoordinator.mark() stores a recent frame with the operator's l
 
 Deno.test("RetrainCoordinator.observe() stores selected frames and the count trigger retrains", async () => {
   await using t = await setup({
-    selector: { minSamples: 0, minIntervalMs: 0, eventGuardMs: 0, duplicateThreshold: -1 },
+    selector: {
+      quantile: 0.5,
+      minSamples: 0,
+      minIntervalMs: 0,
+      eventGuardMs: 0,
+      duplicateThreshold: -1,
+    },
     triggers: triggerSettings({ minNewFrames: 2, cooldownMs: 1 }),
   });
   await bootstrap(t);

@@ -11,7 +11,10 @@
  *
  * @example
  * ```ts
- * const promoter = new Promoter({ registry, store, swap: (engine, model) => stage.setModel(engine, model) });
+ * const promoter = new Promoter({
+ *   registry, store, margins: pipeline.retrain.promotion.margins,
+ *   swap: (engine, model) => stage.setModel(engine, model),
+ * });
  * const outcome = await promoter.validate(run.outDir, run.holdout, { reason: "drift: ..." });
  * if (outcome.kind === "refused") console.log(outcome.reason);
  * ```
@@ -54,8 +57,8 @@ export interface PromoterOptions {
   readonly registry: ModelRegistry;
   /** The key's frame store (the frames marked anomalous are read from it). */
   readonly store: FrameStore;
-  /** The promotion margins. */
-  readonly margins?: PromotionMargins;
+  /** The promotion margins (`retrain.promotion.margins`, resolved). */
+  readonly margins: PromotionMargins;
   /** Engine factory. Default {@linkcode createOnnxEngine} with its defaults. */
   readonly createEngine?: EngineFactory;
   /**
@@ -165,7 +168,7 @@ export class Promoter {
         currentSubject,
         {
           frames: { normal: holdout.map(frameTensor), anomalous },
-          ...(this.#o.margins !== undefined ? { margins: this.#o.margins } : {}),
+          margins: this.#o.margins,
           ...(options.signal !== undefined ? { signal: options.signal } : {}),
         },
       );

@@ -23,6 +23,12 @@ function frame(seq: number): Frame {
 // Nothing flagged (threshold above every score) vs everything flagged.
 const LENIENT: Thresholds = { threshold: 1e9, min: 0, max: 2e9 };
 const STRICT: Thresholds = { threshold: -1e9, min: -2e9, max: 0 };
+const MARGINS = {
+  flaggedFraction: 0.05,
+  medianNormalized: 0.1,
+  detectedFraction: 0.1,
+  auroc: 0.02,
+};
 
 async function setup() {
   const t = await tempStore();
@@ -31,6 +37,7 @@ async function setup() {
   const promoter = new Promoter({
     registry,
     store: t.store,
+    margins: MARGINS,
     swap: async (engine: InferenceEngine, info: ServedModel) => {
       swaps.push(info);
       await engine[Symbol.asyncDispose]();
@@ -105,6 +112,7 @@ Deno.test("Promoter.validate() rolls the registry back when the swap fails", asy
   const failing = new Promoter({
     registry: t.registry,
     store: t.store,
+    margins: MARGINS,
     swap: () => Promise.reject(new Error("engine busy")),
   });
   await assertRejects(

@@ -39,34 +39,29 @@ export interface ModelScores {
   readonly thresholds: Thresholds;
 }
 
-/** Margins of {@linkcode decidePromotion}, as written by the user (all optional). */
+/**
+ * Margins of {@linkcode decidePromotion}: the four a pipeline file sets
+ * (`retrain.promotion.margins`, resolved; their defaults live in `src/config/defaults.ts`)
+ * and the fewest frames to decide on.
+ */
 export interface PromotionMargins {
   /**
    * How much larger the candidate's share of flagged normal frames may be than the
-   * current model's (absolute fraction). Default 0.05.
+   * current model's (absolute fraction).
    */
-  readonly flaggedFraction?: number;
-  /** How much higher its median normalised normal score may be. Default 0.1. */
-  readonly medianNormalized?: number;
-  /** How much lower its share of detected anomalous frames may be. Default 0.1. */
-  readonly detectedFraction?: number;
-  /** How much lower its AUROC (normal vs anomalous) may be. Default 0.02. */
-  readonly auroc?: number;
+  readonly flaggedFraction: number;
+  /** How much higher its median normalised normal score may be. */
+  readonly medianNormalized: number;
+  /** How much lower its share of detected anomalous frames may be. */
+  readonly detectedFraction: number;
+  /** How much lower its AUROC (normal vs anomalous) may be. */
+  readonly auroc: number;
   /** Fewest held-out normal frames to decide on. Default 1. */
   readonly minNormalFrames?: number;
 }
 
-/** {@linkcode PromotionMargins} with every default filled in. */
+/** {@linkcode PromotionMargins} with `minNormalFrames` filled in. */
 export type ResolvedPromotionMargins = Required<PromotionMargins>;
-
-/** The defaults of {@linkcode PromotionMargins}. */
-export const DEFAULT_MARGINS: ResolvedPromotionMargins = Object.freeze({
-  flaggedFraction: 0.05,
-  medianNormalized: 0.1,
-  detectedFraction: 0.1,
-  auroc: 0.02,
-  minNormalFrames: 1,
-});
 
 /** The decision of {@linkcode decidePromotion}. */
 export interface PromotionDecision {
@@ -85,13 +80,13 @@ export interface PromotionDecision {
 }
 
 /**
- * Fills in the defaults of margins.
+ * Checks margins and fills in `minNormalFrames` (default 1).
  *
  * @throws {RangeError} naming the margin when one is negative or not finite, or
  * `minNormalFrames` is not a positive integer.
  */
-export function resolveMargins(margins: PromotionMargins = {}): ResolvedPromotionMargins {
-  const resolved = { ...DEFAULT_MARGINS, ...margins };
+export function resolveMargins(margins: PromotionMargins): ResolvedPromotionMargins {
+  const resolved = { minNormalFrames: 1, ...margins };
   for (const [key, value] of Object.entries(resolved)) {
     if (!Number.isFinite(value) || value < 0) {
       throw new RangeError(`Cannot use promotion margin ${key} ${value}: expected a number >= 0`);
@@ -160,7 +155,8 @@ function num(x: number): string {
  * @example
  * ```ts
  * const t = { threshold: 1, min: 0, max: 2 };
- * decidePromotion({ normal: [0.2, 1.5], thresholds: t }, { normal: [0.2, 0.3], thresholds: t });
+ * const margins = { flaggedFraction: 0.05, medianNormalized: 0.1, detectedFraction: 0.1, auroc: 0.02 };
+ * decidePromotion({ normal: [0.2, 1.5], thresholds: t }, { normal: [0.2, 0.3], thresholds: t }, margins);
  * // { promote: false, reason: "candidate flags 50 % of held-out normal frames vs 0 % for the
  * //   current model (margin 5 %)", ... }
  * ```
@@ -170,7 +166,7 @@ function num(x: number): string {
 export function decidePromotion(
   candidate: ModelScores,
   current: ModelScores | undefined,
-  margins: PromotionMargins = {},
+  margins: PromotionMargins,
 ): PromotionDecision {
   const m = resolveMargins(margins);
   const cand = modelFigures(candidate, "candidate");
@@ -327,7 +323,7 @@ export interface ValidateCandidateOptions extends ScoreFramesOptions {
   /** The held-out frames both models score. */
   readonly frames: HeldOutFrames;
   /** The margins of the decision. */
-  readonly margins?: PromotionMargins;
+  readonly margins: PromotionMargins;
 }
 
 const NORMALIZED_THRESHOLDS: Thresholds = Object.freeze({ threshold: 0.5, min: 0, max: 1 });
@@ -365,5 +361,5 @@ export async function validateCandidate(
   };
   const cand = await scoresOf(candidate, frames, scoring);
   const cur = current !== undefined ? await scoresOf(current, frames, scoring) : undefined;
-  return decidePromotion(cand, cur, margins ?? {});
+  return decidePromotion(cand, cur, margins);
 }
