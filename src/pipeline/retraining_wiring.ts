@@ -21,6 +21,7 @@
  */
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { errorMessage } from "../core/errors.ts";
 import type { Frame, ScoredFrame } from "../core/frame.ts";
 import type { Logger } from "../core/log.ts";
 import { eventReason, type RetrainEvent } from "../core/retrain_event.ts";
@@ -142,7 +143,7 @@ export async function startRetraining(
         else if (cmd.command === "cancel") c.cancel();
         else {
           void c.rollback("MQTT command").catch((e) =>
-            k.log.warn("rollback refused", { error: (e as Error).message })
+            k.log.warn("rollback refused", { error: errorMessage(e) })
           );
         }
       },

@@ -29,6 +29,7 @@
  * @module
  */
 import type { Frame, ScoredFrame } from "../core/frame.ts";
+import { assertNonNegativeInteger, assertPositiveInteger } from "../core/check.ts";
 import { nearestRank } from "../core/percentiles.ts";
 
 /**
@@ -121,11 +122,10 @@ export function resolveFrameSelectorOptions(
   const bad = (what: string, v: number) =>
     new RangeError(`Cannot make a frame selector: ${what}, got ${v}`);
   if (!(r.quantile > 0 && r.quantile <= 1)) throw bad("quantile must be in (0, 1]", r.quantile);
-  for (const k of ["windowSize", "maxPending"] as const) {
-    if (!Number.isInteger(r[k]) || r[k] < 1) throw bad(`${k} must be a positive integer`, r[k]);
-  }
+  const action = "Cannot make a frame selector";
+  for (const k of ["windowSize", "maxPending"] as const) assertPositiveInteger(r[k], k, action);
   for (const k of ["minSamples", "duplicateHistory"] as const) {
-    if (!Number.isInteger(r[k]) || r[k] < 0) throw bad(`${k} must be a whole number`, r[k]);
+    assertNonNegativeInteger(r[k], k, action);
   }
   if (Number.isNaN(r.duplicateThreshold)) throw bad("duplicateThreshold must be a number", NaN);
   for (const k of ["minIntervalMs", "eventGuardMs"] as const) {

@@ -21,6 +21,7 @@
  *
  * @module
  */
+import { assertPositiveInteger } from "../core/check.ts";
 import { median } from "../core/percentiles.ts";
 import type { ModelFigures } from "../core/retrain_event.ts";
 import { stack, type Tensor } from "../core/tensor.ts";
@@ -92,11 +93,11 @@ export function resolveMargins(margins: PromotionMargins): ResolvedPromotionMarg
       throw new RangeError(`Cannot use promotion margin ${key} ${value}: expected a number >= 0`);
     }
   }
-  if (!Number.isInteger(resolved.minNormalFrames) || resolved.minNormalFrames < 1) {
-    throw new RangeError(
-      `Cannot use minNormalFrames ${resolved.minNormalFrames}: expected an integer >= 1`,
-    );
-  }
+  assertPositiveInteger(
+    resolved.minNormalFrames,
+    "minNormalFrames",
+    "Cannot use promotion margins",
+  );
   return resolved;
 }
 
@@ -275,11 +276,7 @@ export async function scoreFrames(
   options: ScoreFramesOptions = {},
 ): Promise<Float64Array> {
   const batchSize = options.batchSize ?? 4;
-  if (!Number.isInteger(batchSize) || batchSize < 1) {
-    throw new RangeError(
-      `Cannot score frames in batches of ${batchSize}: expected an integer >= 1`,
-    );
-  }
+  assertPositiveInteger(batchSize, "batchSize", "Cannot score frames");
   const scores = new Float64Array(frames.length);
   for (let start = 0; start < frames.length; start += batchSize) {
     options.signal?.throwIfAborted();
