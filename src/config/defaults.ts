@@ -43,7 +43,10 @@ export const DEFAULTS = {
   },
   http: { enabled: true, host: "127.0.0.1", port: 8080 },
   logging: { level: "info" },
-  // The same defaults as the options of the modules in src/retrain/.
+  // The one place of these defaults for the triggers, the frame selector's gates, the
+  // promotion margins and the bootstrap: src/retrain takes them resolved and defaults none
+  // of them again. (FrameStore's limits and ModelRegistry's keep still default to the same
+  // values in src/retrain/frame_store.ts and registry.ts.)
   retrain: {
     enabled: false,
     store: {

@@ -8,6 +8,7 @@
 import { isAbsolute, resolve } from "node:path";
 import type { ResizeMode, Roi } from "../core/capture.ts";
 import type { ThresholdPolicy } from "../core/threshold_policy.ts";
+import type { ResolvedRetrainTriggers } from "../core/retrain_triggers.ts";
 import { checkPipeline } from "./check.ts";
 import { ConfigError } from "./config_error.ts";
 import { DEFAULTS } from "./defaults.ts";
@@ -178,28 +179,8 @@ export interface ResolvedRetrainStore {
   readonly duplicateThreshold: number;
 }
 
-/** When a training starts (besides the MQTT command); null = that trigger is off. */
-export interface ResolvedRetrainTriggers {
-  /** Train this long after the last training started. */
-  readonly intervalMs: number | null;
-  /** Clock times `HH:MM` to train at, ascending, unique. */
-  readonly dailyAt: readonly string[];
-  /** The zone of `dailyAt`. */
-  readonly timeZone: "utc" | "local";
-  /** Train once this many new normal frames were kept. */
-  readonly minNewFrames: number | null;
-  /**
-   * Train when the median score of the last `window` normal frames rises above `bound`
-   * (a raw score) or above `factor` times the median recorded at the last promotion.
-   */
-  readonly drift: {
-    readonly window: number;
-    readonly bound: number | null;
-    readonly factor: number | null;
-  } | null;
-  /** Quiet time of the data triggers (drift, count) after a training ended. */
-  readonly cooldownMs: number;
-}
+/** When a training starts (besides the MQTT command): what `src/retrain`'s triggers take. */
+export type { ResolvedRetrainTriggers };
 
 /** One camera's retraining: whether it retrains and which store (and model) it shares. */
 export interface ResolvedCameraRetrain {

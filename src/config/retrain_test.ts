@@ -208,3 +208,37 @@ Deno.test("durationMs() reads durations and passes milliseconds through", () => 
   );
   assertEquals(durationMs("6 hours"), NaN);
 });
+
+Deno.test("parsePipeline() refuses the trigger values the retraining triggers cannot use", () => {
+  // The triggers in src/retrain take these resolved and checked: the schema refuses them.
+  const text = `${CAMERAS}retrain:
+  triggers:
+    interval: 0h
+    daily_at: ["2pm", "25:00"]
+    min_new_frames: 0
+    drift: { window: 0, bound: 1 }
+    cooldown: 0
+`;
+  assertEquals(issuesOf(text), [
+    "retrain.triggers.interval (line 8): expected a duration such as 6h, 90m, 1h30m or 500ms " +
+    "(or a number of milliseconds)",
+    "retrain.triggers.daily_at[0] (line 9): expected a time HH:MM between 00:00 and 23:59",
+    "retrain.triggers.daily_at[1] (line 9): expected a time HH:MM between 00:00 and 23:59",
+    "retrain.triggers.min_new_frames (line 10): expected a positive integer",
+    "retrain.triggers.drift.window (line 11): expected a positive integer",
+    "retrain.triggers.cooldown (line 12): expected a duration such as 6h, 90m, 1h30m or 500ms " +
+    "(or a number of milliseconds)",
+  ]);
+});
+
+Deno.test("parsePipeline() resolves trigger durations to milliseconds and daily times to HH:MM", () => {
+  const p = parsePipeline(
+    `${CAMERAS}retrain:\n  triggers: { interval: 1234, daily_at: ["2:05", "14:30", "02:05"] }\n`,
+    "r.yaml",
+    { env: {} },
+  );
+  assertEquals([p.retrain.triggers.intervalMs, p.retrain.triggers.dailyAt], [1234, [
+    "02:05",
+    "14:30",
+  ]]);
+});

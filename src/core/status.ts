@@ -5,6 +5,7 @@
  * @module
  */
 import type { CameraStatus } from "./frame.ts";
+import type { ModelState } from "./retrain_event.ts";
 
 /** Latency percentiles in milliseconds over a recent window. */
 export interface Percentiles {
@@ -58,7 +59,7 @@ export interface PipelineStatus {
 export interface RetrainStatus {
   readonly key: string;
   readonly cameras: readonly string[];
-  /** The lifecycle state of the last event (see docs/mqtt.md, model). */
+  /** The lifecycle state (see docs/mqtt.md, model; `RetrainEvent` in `retrain_event.ts`). */
   readonly state: ModelState;
   /** True while the key has no model yet: its cameras are not inspected, they learn. */
   readonly learning: boolean;
@@ -66,7 +67,10 @@ export interface RetrainStatus {
   readonly servingVersion: string | null;
   /** The rollback target, or null. */
   readonly previousVersion: string | null;
-  /** Why the current or last training started, in words. */
+  /**
+   * In words: while a training runs, what started it; after one, the latest event's
+   * reason (`eventReason` in `retrain_event.ts`: the decision, say).
+   */
   readonly reason: string | null;
   /** While collecting frames for a training: how many of how many. */
   readonly collecting: { readonly frames: number; readonly needed: number } | null;
@@ -102,26 +106,3 @@ export interface RetrainStatus {
   /** Epoch ms of the last lifecycle event. */
   readonly updatedAt: number | null;
 }
-
-/**
- * The retraining lifecycle of a store key's model, as published on
- * `<prefix>/<camera>/model` and shown in `/status`: `idle` (serving, nothing running),
- * `collecting` (gathering normal frames; during bootstrap the camera has no model yet),
- * `training`, `validating` (candidate against current), then `promoted`, `refused` (the
- * candidate was worse), `rolled_back` or `failed`.
- */
-export type ModelState =
-  | "idle"
-  | "collecting"
-  | "training"
-  | "validating"
-  | "promoted"
-  | "refused"
-  | "rolled_back"
-  | "failed";
-
-/**
- * What started a training: `bootstrap` (the first model), `drift`, `count`, `schedule`
- * (interval or daily time) or `command` (an operator).
- */
-export type RetrainTrigger = "bootstrap" | "schedule" | "count" | "drift" | "command";

@@ -42,7 +42,7 @@ import { createHandler } from "../http/handler.ts";
 import { HttpServer } from "../http/server.ts";
 import type { ResizeMethod } from "../model/model.ts";
 import { type LoadedModel, loadPipelineModel } from "./model_loader.ts";
-import { type Retraining, startRetraining } from "./retrain.ts";
+import { type Retraining, startRetraining } from "./retraining_wiring.ts";
 import type { Command } from "../publish/commands.ts";
 
 /** How long shutdown waits for frames in flight to reach the publisher. */

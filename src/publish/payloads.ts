@@ -10,7 +10,15 @@
  */
 import type { CameraState, CameraStatus, ScoredFrame } from "../core/frame.ts";
 import { redact } from "../core/redact.ts";
-import type { ModelState, Percentiles, PipelineStatus, RetrainTrigger } from "../core/status.ts";
+import {
+  CANCELLED_REASON,
+  candidateOf,
+  type ModelFigures,
+  type ModelState,
+  type RetrainEvent,
+  type RetrainTrigger,
+} from "../core/retrain_event.ts";
+import type { Percentiles, PipelineStatus } from "../core/status.ts";
 import type { AnomalyEndReason, AnomalyEvent, AnomalyEventType } from "./events.ts";
 
 /** The payload schema version. */
@@ -101,57 +109,11 @@ export interface EventMessage {
 
 export type { ModelState, RetrainTrigger };
 
-/** Validation figures of one model on the held-out frames. */
-export interface ModelValidationFigures {
-  /** Share of held-out normal frames the model flags anomalous, in [0, 1]. */
-  readonly flaggedShare: number;
-  /** Median normalised score of the held-out normal frames. */
-  readonly medianNormalizedScore: number;
-  /** Share of frames marked anomalous that the model flags; undefined without such frames. */
-  readonly detectedShare?: number;
-  /** AUROC of normal against marked-anomalous frames; undefined without anomalous frames. */
-  readonly auroc?: number;
-}
-
-/** The validation of a candidate model against the serving one. */
-export interface ModelValidation {
-  /** Held-out normal frames scored. */
-  readonly normalFrames: number;
-  /** Frames marked anomalous scored. */
-  readonly anomalousFrames: number;
-  readonly candidate: ModelValidationFigures;
-  /** The serving model's figures; undefined during bootstrap (no model yet). */
-  readonly current?: ModelValidationFigures;
-}
-
-/** One step of the retraining lifecycle, as the retraining code reports it. */
-export interface ModelUpdate {
-  readonly state: ModelState;
-  /** The model version serving now; undefined when the camera has none yet. */
-  readonly modelVersion?: string;
-  /** The candidate's version, while one is trained, validated or just decided on. */
-  readonly candidateVersion?: string;
-  readonly trigger?: RetrainTrigger;
-  /** Why it triggered, in words ("median normalised score 0.41 > 0.35"). */
-  readonly triggerReason?: string;
-  /** While `collecting`: frames collected and needed. */
-  readonly collecting?: { readonly frames: number; readonly needed: number };
-  /** While `training`: progress. */
-  readonly training?: {
-    readonly step: number;
-    readonly total: number;
-    readonly loss?: number;
-    /** Estimated milliseconds left. */
-    readonly etaMs?: number;
-  };
-  readonly validation?: ModelValidation;
-  /** Why the candidate was promoted or refused, or why a rollback or failure happened. */
-  readonly decisionReason?: string;
-  /** The frame store's write error (a full disk), while frames cannot be stored. */
-  readonly storeError?: string;
-  /** When the step happened, epoch ms; default the publish time. */
-  readonly at?: number;
-}
+/**
+ * One step of the retraining lifecycle, as `src/retrain` reports it: the lifecycle union
+ * itself ({@linkcode RetrainEvent}), under the name the publisher takes.
+ */
+export type ModelUpdate = RetrainEvent;
 
 /** Validation figures of one model, in `<prefix>/<camera>/model`. */
 export interface ModelFiguresMessage {
@@ -335,64 +297,80 @@ export function eventMessage(event: AnomalyEvent, context: EventContext): EventM
   };
 }
 
-function figures(f: ModelValidationFigures): ModelFiguresMessage {
+function figures(f: ModelFigures): ModelFiguresMessage {
   return {
-    flagged_share: round(f.flaggedShare, 4),
-    median_normalized_score: round(f.medianNormalizedScore, 4),
-    detected_share: f.detectedShare !== undefined ? round(f.detectedShare, 4) : null,
+    flagged_share: round(f.flaggedFraction, 4),
+    median_normalized_score: round(f.medianNormalized, 4),
+    detected_share: f.detectedFraction !== undefined ? round(f.detectedFraction, 4) : null,
     auroc: f.auroc !== undefined ? round(f.auroc, 4) : null,
   };
 }
 
 /**
- * Builds the `model` payload of a camera's lifecycle step; `now` is the publish time
- * (epoch ms), used when the update has no `at`. `collecting.bootstrap` is true when the
- * camera has no model yet (no `modelVersion`).
+ * Builds the `model` payload of a camera's lifecycle step: the one place where a
+ * {@linkcode RetrainEvent} becomes the wire form (schema v1, `docs/mqtt.md`). The message's
+ * time is the event's `at`; `_publishedAt` (the publish time) is not used.
+ * `collecting.bootstrap` is true when the key has no model yet (no `serving`).
  *
  * @example
  * ```ts
- * modelMessage("line-1", { state: "collecting", trigger: "bootstrap",
- *   collecting: { frames: 120, needed: 500 } }, Date.now());
+ * modelMessage("line-1", { state: "collecting", key: "line-1", at: Date.now(),
+ *   trigger: "bootstrap", collected: 120, needed: 500 });
  * ```
  */
-export function modelMessage(camera: string, update: ModelUpdate, now: number): ModelMessage {
-  const at = update.at ?? now;
-  const { collecting, training, validation } = update;
+export function modelMessage(
+  camera: string,
+  event: ModelUpdate,
+  _publishedAt?: number,
+): ModelMessage {
+  const { at } = event;
+  const progress = event.state === "training" ? event.progress : undefined;
+  const validation = event.state === "promoted" || event.state === "refused"
+    ? event.validation
+    : undefined;
+  const decision = event.state === "idle"
+    ? (event.cancelled ? CANCELLED_REASON : undefined)
+    : event.state === "promoted" || event.state === "refused" || event.state === "rolled_back" ||
+        event.state === "failed"
+    ? event.decisionReason
+    : undefined;
+  const trigger = event.state === "idle" ? undefined : event.trigger;
+  const triggerReason = event.state === "idle" ? undefined : event.triggerReason;
   return {
     v: 1,
     time: iso(at),
     time_ms: at,
     camera,
-    state: update.state,
-    model_version: update.modelVersion ?? null,
-    candidate_version: update.candidateVersion ?? null,
-    trigger: update.trigger ?? null,
-    trigger_reason: update.triggerReason ?? null,
-    collecting: collecting !== undefined
+    state: event.state,
+    model_version: event.serving ?? null,
+    candidate_version: candidateOf(event) ?? null,
+    trigger: trigger ?? null,
+    trigger_reason: triggerReason ?? null,
+    collecting: event.state === "collecting"
       ? {
-        frames: collecting.frames,
-        needed: collecting.needed,
-        bootstrap: update.modelVersion === undefined,
+        frames: event.collected,
+        needed: event.needed,
+        bootstrap: event.serving === undefined,
       }
       : null,
-    training: training !== undefined
+    training: progress !== undefined
       ? {
-        step: training.step,
-        total: training.total,
-        loss: training.loss !== undefined ? round(training.loss, 6) : null,
-        eta_s: training.etaMs !== undefined ? round(training.etaMs / 1000, 1) : null,
+        step: progress.step,
+        total: progress.total,
+        loss: progress.loss !== undefined ? round(progress.loss, 6) : null,
+        eta_s: progress.etaMs !== undefined ? round(progress.etaMs / 1000, 1) : null,
       }
       : null,
     validation: validation !== undefined
       ? {
-        normal_frames: validation.normalFrames,
-        anomalous_frames: validation.anomalousFrames,
+        normal_frames: validation.candidate.normalFrames,
+        anomalous_frames: validation.candidate.anomalousFrames,
         candidate: figures(validation.candidate),
         current: validation.current !== undefined ? figures(validation.current) : null,
       }
       : null,
-    decision_reason: update.decisionReason ?? null,
-    store_error: update.storeError ?? null,
+    decision_reason: decision ?? null,
+    store_error: event.storeError ?? null,
   };
 }
 

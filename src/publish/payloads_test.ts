@@ -117,25 +117,27 @@ Deno.test("statsMessage() computes per-camera rates against the previous sample"
 
 Deno.test("modelMessage() carries the validation of candidate and current and the decision", () => {
   const at = Date.UTC(2025, 5, 1, 12, 0, 0);
+  const frames = { normalFrames: 200, anomalousFrames: 12 };
   const message = modelMessage("line-1", {
     state: "refused",
-    modelVersion: "efficientad-s@3",
-    candidateVersion: "efficientad-s@4",
+    key: "line-1",
+    serving: "efficientad-s@3",
+    candidate: "efficientad-s@4",
     trigger: "drift",
     triggerReason: "median normalised score 0.41 > 0.35",
     validation: {
-      normalFrames: 200,
-      anomalousFrames: 12,
       candidate: {
-        flaggedShare: 0.081,
-        medianNormalizedScore: 0.3312345,
-        detectedShare: 0.75,
+        ...frames,
+        flaggedFraction: 0.081,
+        medianNormalized: 0.3312345,
+        detectedFraction: 0.75,
         auroc: 0.91,
       },
       current: {
-        flaggedShare: 0.02,
-        medianNormalizedScore: 0.28,
-        detectedShare: 1,
+        ...frames,
+        flaggedFraction: 0.02,
+        medianNormalized: 0.28,
+        detectedFraction: 1,
         auroc: 0.98765,
       },
     },
@@ -175,8 +177,75 @@ Deno.test("modelMessage() carries the validation of candidate and current and th
   });
   const collecting = modelMessage("line-1", {
     state: "collecting",
-    modelVersion: "efficientad-s@3",
-    collecting: { frames: 10, needed: 100 },
+    key: "line-1",
+    at,
+    serving: "efficientad-s@3",
+    trigger: "drift",
+    collected: 10,
+    needed: 100,
   }, at);
   assertEquals(collecting.collecting, { frames: 10, needed: 100, bootstrap: false });
+});
+
+Deno.test("modelMessage() gives the decision of a rollback, a failure and a cancellation", () => {
+  const at = Date.UTC(2025, 5, 1, 12, 0, 0);
+  const base = { key: "line", at, serving: "m@1" };
+  const pick = (
+    m: ReturnType<typeof modelMessage>,
+  ) => [
+    m.state,
+    m.model_version,
+    m.candidate_version,
+    m.trigger,
+    m.trigger_reason,
+    m.decision_reason,
+  ];
+  const rolledBack = modelMessage("line-1", {
+    ...base,
+    state: "rolled_back",
+    from: "m@2",
+    trigger: "command",
+    triggerReason: "MQTT command",
+    decisionReason: "MQTT command",
+  });
+  assertEquals(pick(rolledBack), [
+    "rolled_back",
+    "m@1",
+    null,
+    "command",
+    "MQTT command",
+    "MQTT command",
+  ]);
+  const failed = modelMessage("line-1", {
+    ...base,
+    state: "failed",
+    trigger: "count",
+    triggerReason: "count: 500 new normal frames (at least 500)",
+    decisionReason: "Cannot train: exited with code 2",
+  });
+  assertEquals(pick(failed), [
+    "failed",
+    "m@1",
+    null,
+    "count",
+    "count: 500 new normal frames (at least 500)",
+    "Cannot train: exited with code 2",
+  ]);
+  const validating = modelMessage("line-1", {
+    ...base,
+    state: "validating",
+    candidate: "m@3",
+    trigger: "count",
+  });
+  assertEquals(pick(validating), ["validating", "m@1", "m@3", "count", null, null]);
+  const cancelled = modelMessage("line-1", { ...base, state: "idle", cancelled: true });
+  assertEquals(pick(cancelled), ["idle", "m@1", null, null, null, "training cancelled"]);
+  const idle = modelMessage("line-1", { key: "line", at, state: "idle", cancelled: false });
+  assertEquals(pick(idle), ["idle", null, null, null, null, null]);
+  assertEquals([idle.time_ms, idle.collecting, idle.training, idle.validation], [
+    at,
+    null,
+    null,
+    null,
+  ]);
 });

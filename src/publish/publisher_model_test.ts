@@ -56,22 +56,27 @@ async function sendUntil(
 }
 
 const LIFECYCLE: ModelUpdate[] = [
-  { state: "collecting", trigger: "bootstrap", collecting: { frames: 120, needed: 500 } },
+  { state: "collecting", key: "cam", at: T0, trigger: "bootstrap", collected: 120, needed: 500 },
   {
     state: "training",
+    key: "cam",
+    at: T0,
     trigger: "bootstrap",
-    candidateVersion: "efficientad-s@1",
-    training: { step: 400, total: 2000, loss: 0.01234567, etaMs: 95_040 },
+    progress: { step: 400, total: 2000, loss: 0.01234567, etaMs: 95_040 },
   },
   {
     state: "promoted",
-    modelVersion: "efficientad-s@1",
-    candidateVersion: "efficientad-s@1",
+    key: "cam",
+    at: T0,
+    serving: "efficientad-s@1",
     trigger: "bootstrap",
     validation: {
-      normalFrames: 50,
-      anomalousFrames: 0,
-      candidate: { flaggedShare: 0.02, medianNormalizedScore: 0.21 },
+      candidate: {
+        normalFrames: 50,
+        anomalousFrames: 0,
+        flaggedFraction: 0.02,
+        medianNormalized: 0.21,
+      },
     },
     decisionReason: "bootstrap: no current model",
   },
@@ -155,11 +160,25 @@ Deno.test({
       limit.signal.throwIfAborted();
       await new Promise((r) => setTimeout(r, 10));
     }
-    const base = { modelVersion: "m@1", trigger: "drift" as const };
-    pub.publishModel("cam", { ...base, state: "training", training: { step: 1, total: 9 } });
-    pub.publishModel("cam", { ...base, state: "training", training: { step: 2, total: 9 } });
-    pub.publishModel("cam", { ...base, state: "refused", decisionReason: "worse by 0.08" });
-    pub.publishModel("cam", { ...base, state: "idle" });
+    const at = Date.now();
+    const base = { key: "cam", at, serving: "m@1" };
+    const run = { ...base, trigger: "drift" as const };
+    pub.publishModel("cam", { ...run, state: "training", progress: { step: 1, total: 9 } });
+    pub.publishModel("cam", { ...run, state: "training", progress: { step: 2, total: 9 } });
+    const figures = {
+      normalFrames: 9,
+      anomalousFrames: 0,
+      flaggedFraction: 1,
+      medianNormalized: 1,
+    };
+    pub.publishModel("cam", {
+      ...run,
+      state: "refused",
+      candidate: "m@2",
+      decisionReason: "worse by 0.08",
+      validation: { candidate: figures, current: figures },
+    });
+    pub.publishModel("cam", { ...base, state: "idle", cancelled: false });
     assertEquals(pub.counters.queued, 2);
     await broker.resume();
     await pub.flush(limit);

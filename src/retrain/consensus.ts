@@ -24,6 +24,7 @@
  * @module
  */
 
+import { assertPositiveInteger } from "../core/check.ts";
 import { median } from "../core/percentiles.ts";
 
 /** An RGB24 image. */
@@ -92,9 +93,7 @@ export function consensusFilter(
   const grid = options.grid ?? 32;
   const k = options.k ?? 6;
   const maxDrop = options.maxDropFraction ?? 0.5;
-  if (!Number.isInteger(grid) || grid < 1) {
-    throw new RangeError(`Cannot filter frames: grid must be a positive integer, got ${grid}`);
-  }
+  assertPositiveInteger(grid, "grid", "Cannot filter frames");
   if (!(k > 0) || !(maxDrop >= 0 && maxDrop < 1)) {
     throw new RangeError(
       `Cannot filter frames: expected k > 0 and maxDropFraction in [0, 1), got ${k}, ${maxDrop}`,

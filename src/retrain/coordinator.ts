@@ -7,13 +7,13 @@
  *    the {@linkcode FrameStore} and counted by the {@linkcode RetrainScheduler} (count and
  *    drift triggers look at the kept frames' scores);
  * 2. a trigger (or {@linkcode RetrainCoordinator.retrain}) exports the store's normal frames
- *    to a training folder as PNG files, holding out the most recent `holdoutFraction` of them
- *    as validation frames, and runs the trainer subprocess ({@linkcode TrainProcess});
- * 3. a trained candidate is added to the {@linkcode ModelRegistry}, validated against the
- *    serving model on the held-out normal frames and the frames an operator marked anomalous
- *    ({@linkcode validateCandidate}), then promoted or refused with the reason;
- * 4. a promotion hands a fresh engine to the injected `swap` hook (the pipeline passes
- *    `InferenceStage.setModel` and disposes the engine it gets back).
+ *    to a training folder, holding out the most recent `holdoutFraction` of them as
+ *    validation frames (`training_data.ts`), and runs the trainer subprocess;
+ * 3. the {@linkcode Promoter} adds the trained candidate to the registry, validates it
+ *    against the serving model, then promotes it (a fresh engine goes to the injected `swap`
+ *    hook: the pipeline passes `InferenceStage.setModel`) or refuses it with the reason.
+ *
+ * Each step is published as a {@linkcode RetrainEvent} (`src/core/retrain_event.ts`).
  *
  * **Bootstrap.** While the registry has no current model, scores mean nothing (the pipeline
  * serves a placeholder), so every observed frame counts as normal: frames are stored (at most
@@ -31,18 +31,12 @@
  * Other triggers train on the whole store. After a promotion the drift factor's baseline is
  * taken again from the first window the new model scores.
  *
- * **Storage errors.** A store write that fails (a full disk) never stops inspection: it is
- * counted by the store, logged and published (`storeError` on the next event, one event on
- * the first failure and then at most one a minute) until a write succeeds again.
+ * **Storage errors and backpressure** ({@linkcode StoreWriter}): `observe` never blocks; at
+ * most `maxPendingWrites` writes run at once (a frame beyond is dropped and counted in
+ * `status().droppedWrites`); a failing store (a full disk) never stops inspection: its error
+ * is published (`storeError`) on the first failure, then at most once a minute.
  *
- * **Crash safety.** The registry switches its `current` pointer atomically and only after
- * the version loaded, so a crash at any point leaves the serving model intact; the
- * coordinator promotes in the registry first and swaps the engine after; a failing swap
- * rolls the registry back.
- *
- * **Backpressure.** `observe` never blocks: store writes run in the background, at most
- * `maxPendingWrites` at once; a frame beyond that is dropped and counted
- * (`status().droppedWrites`).
+ * **Crash safety.** See `promotion.ts`: the registry first, the engine after.
  *
  * @example
  * ```ts
@@ -72,29 +66,22 @@
  *
  * @module
  */
-import { join } from "node:path";
 import type { Frame, ScoredFrame } from "../core/frame.ts";
+import { errorMessage } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
-import type { ModelState, RetrainTrigger } from "../core/status.ts";
-import type { Tensor } from "../core/tensor.ts";
-import type { InferenceEngine } from "../infer/engine.ts";
-import { createOnnxEngine } from "../infer/onnx/engine.ts";
-import { imageToTensor } from "../image/decode.ts";
-import type { EfficientAdModel, Thresholds } from "../model/model.ts";
-import { readProjectModel } from "../model/project_format.ts";
+import type {
+  ModelState,
+  RetrainEvent,
+  RetrainTrigger,
+  TrainingProgress,
+} from "../core/retrain_event.ts";
+import type { ResolvedRetrainTriggers } from "../core/retrain_triggers.ts";
 import {
   FrameSelector,
   type FrameSelectorOptions,
   type FrameSelectorStats,
 } from "./frame_select.ts";
-import { consensusFilter } from "./consensus.ts";
-import type {
-  FrameLabel,
-  FrameStore,
-  FrameStoreStats,
-  StoredFrame,
-  StoreResult,
-} from "./frame_store.ts";
+import type { FrameLabel, FrameStore, FrameStoreStats, StoreResult } from "./frame_store.ts";
 import type { ModelRegistry } from "./registry.ts";
 import {
   type PreparedRun,
@@ -105,74 +92,23 @@ import {
   type TrainingGate,
 } from "./scheduler.ts";
 import type { TrainProgress } from "../train/progress_event.ts";
-import type { TriggerConfig, TriggerFired } from "./triggers.ts";
-import {
-  type ModelFigures,
-  type PromotionMargins,
-  type ResolvedPromotionMargins,
-  validateCandidate,
-} from "./validate.ts";
-
-/** The validation figures of a decision, as published. */
-export interface ValidationFigures {
-  /** The candidate's figures. */
-  readonly candidate: ModelFigures;
-  /** The serving model's figures, when there was one. */
-  readonly current?: ModelFigures;
-  /** The margins applied. */
-  readonly margins: ResolvedPromotionMargins;
-}
-
-/** One lifecycle event, given to {@linkcode RetrainCoordinatorOptions.publish}. */
-export interface RetrainEvent {
-  /** The store key. */
-  readonly key: string;
-  /** The state entered. */
-  readonly state: ModelState;
-  /** Epoch milliseconds. */
-  readonly at: number;
-  /** Why, in words: the trigger, the decision, the error. */
-  readonly reason?: string;
-  /** What started the training this event belongs to. */
-  readonly trigger?: RetrainTrigger;
-  /** That trigger in words (also after the decision, whose words are `reason`). */
-  readonly triggerReason?: string;
-  /** The version serving when the event was made (none while bootstrapping). */
-  readonly serving?: string;
-  /** The frame store's last write error (a full disk, say), while writes keep failing. */
-  readonly storeError?: string;
-  /** `collecting`: normal frames in the store, and how many are needed. */
-  readonly collected?: number;
-  /** `collecting`: the normal frames the first training needs. */
-  readonly needed?: number;
-  /** `training`: the trainer's last progress. */
-  readonly progress?: TrainProgress;
-  /** The version concerned: the candidate, or the one serving after a rollback or promotion. */
-  readonly version?: string;
-  /** The version that served before a promotion or rollback. */
-  readonly from?: string;
-  /** `promoted` / `refused`: the figures of both models. */
-  readonly validation?: ValidationFigures;
-  /** `idle` after a cancelled training. */
-  readonly cancelled?: boolean;
-}
-
-/**
- * The model an engine serves, as handed to `swap`: the same shape as the inference stage's
- * `ModelInfo`, so `InferenceStage.setModel` fits (this folder does not import `src/batch`).
- */
-export interface ServedModel {
-  /** The registry's version id. */
-  readonly version: string;
-  /** The model's thresholds. */
-  readonly thresholds?: Thresholds;
-}
+import { retrainTrigger, type TriggerFired } from "./triggers.ts";
+import type { PromotionMargins } from "./validate.ts";
+import { type EngineFactory, Promoter, type SwapHook } from "./promotion.ts";
+import { BootstrapGate } from "./bootstrap_gate.ts";
+import { NewScene } from "./new_scene.ts";
+import { RecentFrames } from "./recent_frames.ts";
+import { StoreWriter } from "./store_writer.ts";
+import { leaveOutOddFrames, type TrainingRun, writeTrainingRun } from "./training_data.ts";
 
 /** What {@linkcode RetrainCoordinator.retrain} and {@linkcode RetrainCoordinator.cancel} did. */
 export type RetrainCommandResult = "started" | "pending" | "cancelled" | "idle" | "closed";
 
-/** Makes an engine for a model (validation and swaps). */
-export type EngineFactory = (model: EfficientAdModel) => Promise<InferenceEngine>;
+/** A lifecycle event as the coordinator's steps give it: `#emit` adds the rest. */
+type EventInput = RetrainEvent extends infer E
+  ? E extends RetrainEvent ? Omit<E, "key" | "at" | "storeError" | "trigger" | "triggerReason">
+  : never
+  : never;
 
 /** Options of {@linkcode RetrainCoordinator}. */
 export interface RetrainCoordinatorOptions {
@@ -184,23 +120,21 @@ export interface RetrainCoordinatorOptions {
   readonly registry: ModelRegistry;
   /** Where training folders are written (`<workDir>/run-<n>/{data,model}`); owned. */
   readonly workDir: string;
-  /** The frame selector's gates. */
-  readonly selector?: FrameSelectorOptions;
-  /** The triggers. Default none (manual and bootstrap only). */
-  readonly triggers?: TriggerConfig;
+  /** The frame selector's gates (`retrain.store`, resolved). */
+  readonly selector: FrameSelectorOptions;
+  /** The triggers, as the pipeline file resolved them (the drift window included). */
+  readonly triggers: ResolvedRetrainTriggers;
   /** The trainer (command, steps, env, nice, grace). */
   readonly train?: SchedulerTrainOptions;
   /** How often the scheduler's timer evaluates triggers. Default 30000 ms. */
   readonly checkEveryMs?: number;
-  /** Normal frames collected before the first training. Default 200. */
-  readonly bootstrapFrames?: number;
+  /** Normal frames collected before the first training (`retrain.bootstrap.frames`). */
+  readonly bootstrapFrames: number;
   /**
    * Frames of the new scene collected after a drift trigger before training (see the module
    * doc). Default `bootstrapFrames`.
    */
   readonly driftFrames?: number;
-  /** The drift trigger's window (how many kept frames its median covers). Default 100. */
-  readonly driftWindow?: number;
   /** Shared by the coordinators of one service: one training at a time. */
   readonly gate?: TrainingGate;
   /** Least capture-time gap between frames stored while bootstrapping. Default 1000 ms. */
@@ -209,19 +143,16 @@ export interface RetrainCoordinatorOptions {
   readonly bootstrapRetryMs?: number;
   /** Share (0..1) of the most recent normal frames held out for validation. Default 0.2. */
   readonly holdoutFraction?: number;
-  /** The promotion margins. */
-  readonly margins?: PromotionMargins;
+  /** The promotion margins (`retrain.promotion.margins`, resolved). */
+  readonly margins: PromotionMargins;
   /** How many recent frames `mark` can reach. Default 32. */
   readonly markRing?: number;
   /** Store writes in flight before `observe` drops frames. Default 4. */
   readonly maxPendingWrites?: number;
-  /** Engine factory. Default {@linkcode createOnnxEngine} with its defaults. */
+  /** Engine factory (validation and swaps): see `PromoterOptions`. */
   readonly createEngine?: EngineFactory;
-  /**
-   * Serves a promoted (or rolled-back-to) model; takes ownership of `engine`. Without it
-   * the engine is disposed at once (the registry still records the change).
-   */
-  readonly swap?: (engine: InferenceEngine, model: ServedModel) => void | Promise<void>;
+  /** Serves a promoted (or rolled-back-to) model: see `PromoterOptions`. */
+  readonly swap?: SwapHook;
   /** Receives every lifecycle event; exceptions are logged and ignored. */
   readonly publish?: (event: RetrainEvent) => void;
   /** Receives warnings (failed writes, failing hooks) and the scheduler's lines. */
@@ -236,7 +167,10 @@ export interface RetrainCoordinatorOptions {
 export interface RetrainCoordinatorStatus {
   /** The store key. */
   readonly key: string;
-  /** The state of the last event (`collecting` or `idle` at start). */
+  /**
+   * The lifecycle state: the last event's, or `collecting` while bootstrapping with no
+   * event since the last run (`idle` at start with a model).
+   */
   readonly state: ModelState;
   /** The last event published. */
   readonly lastEvent?: RetrainEvent;
@@ -256,42 +190,10 @@ export interface RetrainCoordinatorStatus {
   readonly store: FrameStoreStats;
 }
 
-interface Run {
-  readonly dir: string;
-  readonly holdout: readonly Frame[];
-}
-
-const STORE_ERROR_REPEAT_MS = 60_000;
-
-function triggerKind(trigger: TriggerFired): RetrainTrigger {
-  switch (trigger.kind) {
-    case "drift":
-      return "drift";
-    case "count":
-      return "count";
-    case "daily":
-    case "interval":
-      return "schedule";
-    default:
-      return "command";
-  }
-}
-
-function message(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
-
-/** A frame as a 1 x 3 x H x W tensor in [0, 1]. */
-function frameTensor(frame: Frame): Tensor {
-  return imageToTensor({ width: frame.width, height: frame.height, data: frame.rgb });
-}
-
-async function disposeQuietly(engine: InferenceEngine): Promise<void> {
-  try {
-    await engine[Symbol.asyncDispose]();
-  } catch {
-    // a failing release must not hide the outcome
-  }
+/** The trainer's progress as published (without the ETA text, which is for people). */
+function published(p: TrainProgress): TrainingProgress {
+  const { eta: _eta, ...progress } = p;
+  return progress;
 }
 
 /**
@@ -303,37 +205,21 @@ export class RetrainCoordinator implements AsyncDisposable {
   readonly #o: RetrainCoordinatorOptions;
   readonly #selector: FrameSelector;
   readonly #scheduler: RetrainScheduler;
+  readonly #promoter: Promoter;
   readonly #now: () => number;
-  readonly #needed: number;
-  readonly #bootstrapIntervalMs: number;
+  readonly #boot: BootstrapGate;
   readonly #holdout: number;
-  readonly #ringSize: number;
-  readonly #maxWrites: number;
-  readonly #createEngine: EngineFactory;
+  readonly #recent: RecentFrames;
+  readonly #writer: StoreWriter;
   readonly #stop = new AbortController();
   readonly #onAbort = (): void => void this.close();
-  readonly #writes = new Set<Promise<unknown>>();
-  readonly #driftFrames: number;
-  readonly #driftWindow: number;
-  /** Capture times of the last kept frames (the drift window's frames). */
-  #keptAt: number[] = [];
-  /** While a drift run collects the new scene: frames captured at or after this time. */
-  #driftSince: number | undefined;
-  /** Woken after each stored frame (a drift run waits on them). */
-  #onStored = new Set<() => void>();
-  #storeError: string | undefined;
-  #storeErrorToldAt = -Infinity;
+  readonly #scene: NewScene;
   #trigger: RetrainTrigger | undefined;
   #triggerReason: string | undefined;
-  #ring: Frame[] = [];
   #state: ModelState;
   #lastEvent: RetrainEvent | undefined;
-  #droppedWrites = 0;
-  #lastBootstrapAt = -Infinity;
-  #bootstrapFired = false;
-  #bootstrapRetryAt = -Infinity;
   #runs = 0;
-  #run: Run | undefined;
+  #run: TrainingRun | undefined;
   #ops: Promise<unknown> = Promise.resolve();
   #closing: Promise<void> | undefined;
 
@@ -346,32 +232,37 @@ export class RetrainCoordinator implements AsyncDisposable {
   constructor(options: RetrainCoordinatorOptions) {
     this.#o = options;
     this.#now = options.now ?? Date.now;
-    this.#needed = options.bootstrapFrames ?? 200;
-    this.#bootstrapIntervalMs = options.bootstrapIntervalMs ?? 1000;
+    this.#boot = new BootstrapGate({
+      needed: options.bootstrapFrames,
+      intervalMs: options.bootstrapIntervalMs ?? 1000,
+      retryMs: options.bootstrapRetryMs ?? 60_000,
+    });
     this.#holdout = options.holdoutFraction ?? 0.2;
-    this.#ringSize = options.markRing ?? 32;
-    this.#maxWrites = options.maxPendingWrites ?? 4;
-    this.#createEngine = options.createEngine ?? ((m) => createOnnxEngine(m));
-    this.#driftFrames = options.driftFrames ?? this.#needed;
-    this.#driftWindow = options.driftWindow ?? 100;
-    const positive = (name: string, v: number) => {
-      if (!Number.isInteger(v) || v < 1) {
-        throw new RangeError(`Cannot make a retrain coordinator: ${name} must be >= 1, got ${v}`);
-      }
-    };
-    positive("bootstrapFrames", this.#needed);
-    positive("driftFrames", this.#driftFrames);
-    positive("driftWindow", this.#driftWindow);
-    positive("markRing", this.#ringSize);
-    positive("maxPendingWrites", this.#maxWrites);
+    this.#recent = new RecentFrames(options.markRing ?? 32);
+    this.#writer = new StoreWriter(options.store, {
+      ...(options.maxPendingWrites !== undefined ? { maxPending: options.maxPendingWrites } : {}),
+      onError: (error) => this.#storeFailed(error),
+      ...(options.logger !== undefined ? { logger: options.logger } : {}),
+      now: this.#now,
+    });
+    this.#scene = new NewScene(options.store, this.#writer, {
+      window: options.triggers.drift?.window ?? 0,
+      needed: options.driftFrames ?? this.#boot.needed,
+    });
     if (!(this.#holdout > 0 && this.#holdout < 1)) {
-      throw new RangeError(
-        `Cannot make a retrain coordinator: holdoutFraction must be in (0, 1), got ${this.#holdout}`,
-      );
+      const bad = `holdoutFraction must be in (0, 1), got ${this.#holdout}`;
+      throw new RangeError(`Cannot make a retrain coordinator: ${bad}`);
     }
+    this.#promoter = new Promoter({
+      registry: options.registry,
+      store: options.store,
+      margins: options.margins,
+      ...(options.createEngine !== undefined ? { createEngine: options.createEngine } : {}),
+      ...(options.swap !== undefined ? { swap: options.swap } : {}),
+    });
     this.#selector = new FrameSelector({ ...options.selector, now: this.#now });
     this.#scheduler = new RetrainScheduler({
-      triggers: options.triggers ?? {},
+      triggers: options.triggers,
       ...(options.train !== undefined ? { train: options.train } : {}),
       ...(options.checkEveryMs !== undefined ? { checkEveryMs: options.checkEveryMs } : {}),
       now: this.#now,
@@ -379,12 +270,7 @@ export class RetrainCoordinator implements AsyncDisposable {
       ...(options.gate !== undefined ? { gate: options.gate } : {}),
       prepareData: (trigger, signal) => this.#prepareData(trigger, signal),
       onStart: (trigger) => this.#onStart(trigger),
-      onProgress: (progress) =>
-        this.#emit({
-          state: "training",
-          progress,
-          reason: this.#scheduler.status().trigger?.reason ?? "",
-        }),
+      onProgress: (progress) => this.#emit({ state: "training", progress: published(progress) }),
       onResult: (outcome) => this.#onResult(outcome),
     });
     this.#state = this.bootstrapping ? "collecting" : "idle";
@@ -403,16 +289,14 @@ export class RetrainCoordinator implements AsyncDisposable {
    */
   observe(scored: ScoredFrame): void {
     if (this.#stop.signal.aborted) return;
-    this.#ring.push(scored.frame);
-    if (this.#ring.length > this.#ringSize) this.#ring.shift();
+    this.#recent.push(scored.frame);
     if (this.bootstrapping) {
       this.#collect(scored.frame, scored.score);
       return;
     }
     for (const kept of this.#selector.offer(scored)) {
-      this.#write(kept.frame, kept.score, () => {});
-      this.#keptAt.push(kept.frame.capturedAt);
-      if (this.#keptAt.length > this.#driftWindow) this.#keptAt.shift();
+      this.#writer.write(kept.frame, kept.score);
+      this.#scene.noteKept(kept.frame.capturedAt);
       this.#scheduler.noteNormalFrame(kept.score);
     }
   }
@@ -424,16 +308,13 @@ export class RetrainCoordinator implements AsyncDisposable {
    */
   collect(frame: Frame): void {
     if (this.#stop.signal.aborted || !this.bootstrapping) return;
-    this.#ring.push(frame);
-    if (this.#ring.length > this.#ringSize) this.#ring.shift();
+    this.#recent.push(frame);
     this.#collect(frame, Number.NaN);
   }
 
   #collect(frame: Frame, score: number): void {
-    const t = frame.capturedAt;
-    if (t - this.#lastBootstrapAt < this.#bootstrapIntervalMs) return;
-    this.#lastBootstrapAt = t;
-    this.#write(frame, score, () => this.#afterBootstrapFrame());
+    if (!this.#boot.admit(frame.capturedAt)) return;
+    this.#writer.write(frame, score, () => this.#afterBootstrapFrame());
   }
 
   /**
@@ -444,11 +325,8 @@ export class RetrainCoordinator implements AsyncDisposable {
    * @returns the store's result; `{ ok: false }` when the frame is no longer held.
    */
   mark(label: FrameLabel, seq?: number): Promise<StoreResult> {
-    const frame = seq === undefined ? this.#ring.at(-1) : this.#ring.findLast((f) => f.seq === seq);
-    if (frame === undefined) {
-      const which = seq === undefined ? "no frame seen yet" : `frame ${seq} is no longer held`;
-      return Promise.resolve({ ok: false, error: new RangeError(`Cannot mark frame: ${which}`) });
-    }
+    const frame = this.#recent.find(seq);
+    if (frame instanceof RangeError) return Promise.resolve({ ok: false, error: frame });
     if (label === "anomalous") this.#selector.noteAnomaly(frame.capturedAt);
     return this.#o.store.add(frame, { label, source: "operator" });
   }
@@ -464,30 +342,28 @@ export class RetrainCoordinator implements AsyncDisposable {
   }
 
   /**
-   * Serves the previous version again: the registry rolls back, then a fresh engine goes to
-   * `swap`. Waits for a validation or promotion in progress first.
+   * Serves the previous version again ({@linkcode Promoter.rollback}). Waits for a
+   * validation or promotion in progress first.
    *
    * @returns the version now serving.
-   * @throws {RangeError} when there is no previous version; {@linkcode ModelFormatError}
-   * when it does not load (nothing changes then); the engine factory's and `swap`'s errors
-   * (the registry then names the rolled-back-to version; the pipeline still serves the
-   * old engine).
+   * @throws as {@linkcode Promoter.rollback} (a `failed` event is published first).
    */
   rollback(reason = "rollback requested"): Promise<string> {
     return this.#serial(async () => {
-      const registry = this.#o.registry;
-      const from = registry.currentId;
       this.#trigger = "command";
       this.#triggerReason = reason;
       try {
-        const id = await registry.rollback(reason);
-        const model = await readProjectModel(registry.pathOf(id));
-        await this.#serve(await this.#createEngine(model), id, model);
-        this.#emit({ state: "rolled_back", version: id, ...(from ? { from } : {}), reason });
+        const { version, from } = await this.#promoter.rollback(reason);
+        this.#emit({
+          state: "rolled_back",
+          serving: version,
+          ...(from !== undefined ? { from } : {}),
+          decisionReason: reason,
+        });
         this.#scheduler.notePromotion();
-        return id;
+        return version;
       } catch (e) {
-        this.#emit({ state: "failed", reason: `Cannot roll back: ${message(e)}` });
+        this.#emit({ state: "failed", decisionReason: `Cannot roll back: ${errorMessage(e)}` });
         throw e;
       }
     });
@@ -503,7 +379,7 @@ export class RetrainCoordinator implements AsyncDisposable {
       ...(registry.currentId ? { currentVersion: registry.currentId } : {}),
       ...(registry.previousId ? { previousVersion: registry.previousId } : {}),
       bootstrapping: this.bootstrapping,
-      droppedWrites: this.#droppedWrites,
+      droppedWrites: this.#writer.dropped,
       scheduler: this.#scheduler.status(),
       selector: this.#selector.stats(),
       store: this.#o.store.stats(),
@@ -513,7 +389,7 @@ export class RetrainCoordinator implements AsyncDisposable {
   /** Resolves when no training, validation or store write is in progress. */
   async idle(): Promise<void> {
     await this.#scheduler.idle();
-    await Promise.all(this.#writes);
+    await this.#writer.settled();
     await this.#ops;
   }
 
@@ -526,7 +402,7 @@ export class RetrainCoordinator implements AsyncDisposable {
       this.#stop.abort();
       this.#o.signal?.removeEventListener("abort", this.#onAbort);
       await this.#scheduler.close();
-      await Promise.allSettled(this.#writes);
+      await this.#writer.settled();
       await this.#ops.catch(() => {});
     })();
     return this.#closing;
@@ -539,25 +415,34 @@ export class RetrainCoordinator implements AsyncDisposable {
 
   // ---- internals ----
 
-  #emit(event: Omit<RetrainEvent, "key" | "at">): void {
+  #emit(event: EventInput): void {
     const serving = this.#o.registry.currentId;
-    const full: RetrainEvent = {
+    const base = {
       key: this.#o.key,
       at: this.#now(),
-      ...(this.#trigger !== undefined && event.state !== "idle" ? { trigger: this.#trigger } : {}),
-      ...(this.#triggerReason !== undefined && event.state !== "idle"
-        ? { triggerReason: this.#triggerReason }
-        : {}),
       ...(serving !== undefined ? { serving } : {}),
-      ...(this.#storeError !== undefined ? { storeError: this.#storeError } : {}),
-      ...event,
+      ...(this.#writer.error !== undefined ? { storeError: this.#writer.error } : {}),
     };
-    this.#state = full.state;
-    this.#lastEvent = full;
+    const run = {
+      trigger: this.#trigger ?? "command",
+      ...(this.#triggerReason !== undefined ? { triggerReason: this.#triggerReason } : {}),
+    };
+    this.#publish(
+      event.state === "idle"
+        ? { ...base, ...event }
+        : event.state === "failed"
+        ? { ...base, ...(this.#trigger !== undefined ? run : {}), ...event }
+        : { ...base, ...run, ...event },
+    );
+  }
+
+  #publish(event: RetrainEvent): void {
+    this.#state = event.state;
+    this.#lastEvent = event;
     try {
-      this.#o.publish?.(full);
+      this.#o.publish?.(event);
     } catch (e) {
-      this.#o.logger?.warn("retrain publish failed", { error: message(e) });
+      this.#o.logger?.warn("retrain publish failed", { error: errorMessage(e) });
     }
   }
 
@@ -567,292 +452,157 @@ export class RetrainCoordinator implements AsyncDisposable {
     return run;
   }
 
-  #write(frame: Frame, score: number, then: () => void): void {
-    if (this.#writes.size >= this.#maxWrites) {
-      this.#droppedWrites++;
-      return;
-    }
-    const p = this.#o.store.add(frame, Number.isFinite(score) ? { score } : {}).then((r) => {
-      if (r.ok) {
-        if (this.#storeError !== undefined) {
-          this.#storeError = undefined;
-          this.#o.logger?.info("the frame store takes frames again");
-        }
-        then();
-        for (const wake of this.#onStored) wake();
-      } else {
-        this.#storeFailed(r.error);
-      }
-    });
-    this.#writes.add(p);
-    void p.finally(() => this.#writes.delete(p));
-  }
-
   /**
-   * A store write failed (a full disk, a read-only folder): inspection goes on; the error is
-   * logged and published on the first failure and then at most once a minute while writes
-   * keep failing.
+   * The store fails (told by the writer: first failure, then at most once a minute):
+   * publishes the step in progress again (collecting, training, validating), else idle,
+   * with the error.
    */
-  #storeFailed(error: Error): void {
-    this.#storeError = `Cannot store frames in ${this.#o.store.dir}: ${error.message}; ` +
-      "inspection goes on, but no frames are collected for retraining until the store " +
-      "can be written (free disk space or fix the folder's permissions)";
-    const now = this.#now();
-    if (now - this.#storeErrorToldAt < STORE_ERROR_REPEAT_MS) return;
-    this.#storeErrorToldAt = now;
-    this.#o.logger?.warn("retrain frame not stored", { error: this.#storeError });
+  #storeFailed(storeError: string): void {
     const last = this.#lastEvent;
-    const ongoing = this.#state === "collecting" || this.#state === "training" ||
-      this.#state === "validating";
-    this.#emit({
-      state: ongoing ? this.#state : "idle",
-      ...(last?.reason !== undefined ? { reason: last.reason } : {}),
-      ...(last?.collected !== undefined && last.needed !== undefined && this.#state === "collecting"
-        ? { collected: last.collected, needed: last.needed }
-        : {}),
-      ...(last?.version !== undefined ? { version: last.version } : {}),
-    });
+    const state = this.#state;
+    if (
+      (last?.state === "collecting" || last?.state === "training" ||
+        last?.state === "validating") && last.state === state
+    ) {
+      const serving = this.#o.registry.currentId;
+      const { serving: _, ...rest } = last;
+      this.#publish({
+        ...rest,
+        at: this.#now(),
+        storeError,
+        ...(serving !== undefined ? { serving } : {}),
+      });
+    } else if (state === "collecting") {
+      this.#bootstrapCollecting(this.#o.store.list({ label: "normal" }).length);
+    } else {
+      this.#emit({ state: "idle", cancelled: false });
+    }
   }
 
   #onStart(trigger: TriggerFired): void {
-    this.#trigger = this.bootstrapping ? "bootstrap" : triggerKind(trigger);
+    this.#trigger = this.bootstrapping ? "bootstrap" : retrainTrigger(trigger);
     // The bootstrap starts through the scheduler's command: not an operator's.
     this.#triggerReason = this.bootstrapping
       ? trigger.reason.replace(/^manual: /, "")
       : trigger.reason;
     if (trigger.kind === "drift" && !this.bootstrapping) {
       // The frames of the drifted window are the first frames of the new scene.
-      this.#driftSince = this.#keptAt[0] ?? this.#now();
-      this.#emit({
-        state: "collecting",
-        reason: `${trigger.reason}; learning the new scene from frames captured since then`,
-        collected: this.#sinceDrift().length,
-        needed: this.#driftFrames,
-      });
+      this.#scene.begin(this.#now());
+      this.#emitNewScene(trigger, this.#scene.frames().length);
       return;
     }
-    this.#emit({ state: "training", reason: this.#triggerReason });
+    this.#emit({ state: "training" });
   }
 
-  #sinceDrift(): StoredFrame[] {
-    return this.#o.store.list({
-      label: "normal",
-      ...(this.#driftSince !== undefined ? { since: this.#driftSince } : {}),
+  #emitNewScene(trigger: TriggerFired, collected: number): void {
+    this.#emit({
+      state: "collecting",
+      note: `${trigger.reason}; learning the new scene from frames captured since then`,
+      collected,
+      needed: this.#scene.needed,
     });
   }
 
-  /** Waits until the store holds `driftFrames` normal frames of the new scene. */
-  async #collectNewScene(trigger: TriggerFired, signal: AbortSignal): Promise<StoredFrame[]> {
-    let told = -1;
-    for (;;) {
-      signal.throwIfAborted();
-      const frames = this.#sinceDrift();
-      if (frames.length >= this.#driftFrames) return frames;
-      if (frames.length !== told) {
-        told = frames.length;
-        this.#emit({
-          state: "collecting",
-          reason: `${trigger.reason}; learning the new scene from frames captured since then`,
-          collected: frames.length,
-          needed: this.#driftFrames,
-        });
-      }
-      await new Promise<void>((resolve) => {
-        const wake = () => {
-          this.#onStored.delete(wake);
-          signal.removeEventListener("abort", wake);
-          resolve();
-        };
-        this.#onStored.add(wake);
-        signal.addEventListener("abort", wake, { once: true });
-      });
-    }
+  #bootstrapCollecting(collected: number): void {
+    this.#trigger = "bootstrap";
+    this.#emit({ state: "collecting", collected, needed: this.#boot.needed });
   }
 
   #afterBootstrapFrame(): void {
     if (!this.bootstrapping || this.#stop.signal.aborted) return;
     const collected = this.#o.store.list({ label: "normal" }).length;
-    if (this.#bootstrapFired) return;
-    this.#emit({ state: "collecting", trigger: "bootstrap", collected, needed: this.#needed });
-    if (collected >= this.#needed && this.#now() >= this.#bootstrapRetryAt) {
-      this.#bootstrapFired = true;
+    if (this.#boot.started) return;
+    this.#bootstrapCollecting(collected);
+    if (this.#boot.start(collected, this.#now())) {
       this.#scheduler.command("retrain", `bootstrap: ${collected} normal frames collected`);
     }
   }
 
   async #prepareData(trigger: TriggerFired, signal: AbortSignal): Promise<PreparedRun> {
     const store = this.#o.store;
-    const drift = trigger.kind === "drift" && this.#driftSince !== undefined;
-    let normal = drift
-      ? await this.#collectNewScene(trigger, signal)
+    const drift = trigger.kind === "drift" && this.#scene.active;
+    let frames = drift
+      ? await this.#scene.collect(signal, (n) => this.#emitNewScene(trigger, n))
       : store.list({ label: "normal" });
     // Frames no model judged (the first model, a new scene): leave out the odd ones out.
-    let note = "";
-    // Frames already decoded (for the filter), reused for the held-out frames.
-    const decoded = new Map<string, Frame>();
+    let decoded: ReadonlyMap<string, Frame> | undefined;
     if (this.bootstrapping || drift) {
-      const read: Frame[] = [];
-      for (const f of normal) {
-        signal.throwIfAborted();
-        const frame = await store.read(f.id);
-        decoded.set(f.id, frame);
-        read.push(frame);
-      }
-      const { dropped } = consensusFilter(read);
-      if (dropped.length > 0) {
-        const out = new Set(dropped);
-        normal = normal.filter((_, i) => !out.has(i));
-        note = `; left out ${dropped.length} of ${read.length} frames that differ from the ` +
-          "others (possible defects)";
-        this.#o.logger?.info("frames left out of the training", {
-          dropped: dropped.length,
-          of: read.length,
-          ids: dropped.map((i) => read[i]!.seq).join(","),
-        });
+      const kept = await leaveOutOddFrames(store, frames, {
+        signal,
+        ...(this.#o.logger !== undefined ? { logger: this.#o.logger } : {}),
+      });
+      frames = [...kept.frames];
+      decoded = kept.decoded;
+      if (drift || kept.note !== undefined) {
+        this.#emit({ state: "training", ...(kept.note !== undefined ? { note: kept.note } : {}) });
       }
     }
-    if (drift || note !== "") {
-      this.#emit({ state: "training", reason: (this.#triggerReason ?? trigger.reason) + note });
-    }
-    if (normal.length < 2) {
-      throw new RangeError(
-        `${normal.length} normal frames in the store, expected at least 2`,
-      );
-    }
-    const held = Math.min(
-      normal.length - 1,
-      Math.max(1, Math.round(normal.length * this.#holdout)),
-    );
-    const train = normal.slice(0, normal.length - held);
-    const holdout = normal.slice(normal.length - held);
-    await Deno.remove(this.#o.workDir, { recursive: true }).catch(() => {});
-    const dir = join(this.#o.workDir, `run-${++this.#runs}`);
-    const dataDir = join(dir, "data");
-    await Deno.mkdir(dataDir, { recursive: true });
-    for (const f of train) {
-      signal.throwIfAborted();
-      await store.copyPng(f.id, join(dataDir, `${f.id}.png`));
-    }
-    const frames: Frame[] = [];
-    for (const f of holdout) frames.push(decoded.get(f.id) ?? await store.read(f.id));
-    this.#run = { dir, holdout: frames };
-    return { dataDir, outDir: join(dir, "model") };
+    const run = await writeTrainingRun(store, frames, {
+      workDir: this.#o.workDir,
+      run: ++this.#runs,
+      holdoutFraction: this.#holdout,
+      ...(decoded !== undefined ? { decoded } : {}),
+      signal,
+    });
+    this.#run = run;
+    return { dataDir: run.dataDir, outDir: run.outDir };
   }
 
   async #onResult(outcome: RetrainOutcome): Promise<void> {
     const run = this.#run;
     this.#run = undefined;
-    this.#driftSince = undefined;
+    this.#scene.end();
     try {
       const result = outcome.result;
-      if (result?.cancelled === true || outcome.error === "Cannot train: cancelled") {
-        this.#emit({ state: "idle", cancelled: true, reason: "training cancelled" });
+      if (outcome.cancelled) {
+        this.#emit({ state: "idle", cancelled: true });
       } else if (outcome.error !== undefined || result === undefined || run === undefined) {
-        this.#emit({ state: "failed", reason: outcome.error ?? "Cannot train: no result" });
+        this.#emit({
+          state: "failed",
+          decisionReason: outcome.error ?? "Cannot train: no result",
+        });
       } else {
         await this.#serial(() => this.#validate(result.outDir, run, outcome.trigger));
       }
     } finally {
       if (run !== undefined) await Deno.remove(run.dir, { recursive: true }).catch(() => {});
       if (this.bootstrapping) {
-        this.#bootstrapFired = false;
-        this.#bootstrapRetryAt = this.#now() + (this.#o.bootstrapRetryMs ?? 60_000);
+        this.#boot.ended(this.#now());
         if (this.#state !== "failed") this.#state = "collecting";
       }
     }
   }
 
-  async #validate(outDir: string, run: Run, trigger: TriggerFired): Promise<void> {
-    const registry = this.#o.registry;
-    const signal = this.#stop.signal;
-    const engines: InferenceEngine[] = [];
-    let handedOver: InferenceEngine | undefined;
+  async #validate(outDir: string, run: TrainingRun, trigger: TriggerFired): Promise<void> {
     try {
-      const id = await registry.addCandidate(outDir);
-      this.#emit({ state: "validating", version: id, reason: trigger.reason });
-      const candModel = await readProjectModel(registry.pathOf(id));
-      if (candModel.thresholds === undefined) {
-        throw new RangeError(`candidate ${id} has no thresholds`);
-      }
-      const candidate = await this.#createEngine(candModel);
-      engines.push(candidate);
-      const current = await registry.current();
-      let currentSubject;
-      if (current !== undefined) {
-        if (current.model.thresholds === undefined) {
-          throw new RangeError(`current model ${current.id} has no thresholds`);
-        }
-        const engine = await this.#createEngine(current.model);
-        engines.push(engine);
-        currentSubject = { engine, thresholds: current.model.thresholds };
-      }
-      const anomalous: Tensor[] = [];
-      for (const f of this.#o.store.list({ label: "anomalous" })) {
-        anomalous.push(frameTensor(await this.#o.store.read(f.id)));
-      }
-      const decision = await validateCandidate(
-        { engine: candidate, thresholds: candModel.thresholds },
-        currentSubject,
-        {
-          frames: { normal: run.holdout.map(frameTensor), anomalous },
-          ...(this.#o.margins !== undefined ? { margins: this.#o.margins } : {}),
-          signal,
-        },
-      );
-      const validation: ValidationFigures = {
-        candidate: decision.candidate,
-        ...(decision.current ? { current: decision.current } : {}),
-        margins: decision.margins,
-      };
-      if (!decision.promote) {
-        this.#emit({ state: "refused", version: id, reason: decision.reason, validation });
+      const outcome = await this.#promoter.validate(outDir, run.holdout, {
+        reason: this.#triggerReason ?? trigger.reason,
+        onCandidate: (candidate) => this.#emit({ state: "validating", candidate }),
+        signal: this.#stop.signal,
+      });
+      if (outcome.kind === "refused") {
+        this.#emit({
+          state: "refused",
+          candidate: outcome.candidate,
+          decisionReason: outcome.reason,
+          validation: outcome.validation,
+        });
         return;
       }
-      signal.throwIfAborted();
-      const from = registry.currentId;
-      await registry.promote(id, `${this.#triggerReason ?? trigger.reason}; ${decision.reason}`);
-      engines.splice(engines.indexOf(candidate), 1);
-      handedOver = candidate;
-      try {
-        await this.#serve(candidate, id, candModel);
-      } catch (e) {
-        if (from !== undefined) await registry.rollback(`swap failed: ${message(e)}`);
-        throw e;
-      }
       this.#scheduler.notePromotion();
-      this.#keptAt = [];
+      this.#scene.forget();
       this.#emit({
         state: "promoted",
-        version: id,
-        ...(from ? { from } : {}),
-        reason: decision.reason,
-        validation,
+        serving: outcome.version,
+        ...(outcome.from !== undefined ? { from: outcome.from } : {}),
+        decisionReason: outcome.reason,
+        validation: outcome.validation,
       });
     } catch (e) {
-      this.#emit({ state: "failed", reason: `Cannot validate the candidate: ${message(e)}` });
-    } finally {
-      for (const engine of engines) {
-        if (engine !== handedOver) await disposeQuietly(engine);
-      }
-    }
-  }
-
-  /** Hands `engine` to `swap` (or disposes it when there is none). */
-  async #serve(engine: InferenceEngine, id: string, model: EfficientAdModel): Promise<void> {
-    const info: ServedModel = {
-      version: id,
-      ...(model.thresholds !== undefined ? { thresholds: model.thresholds } : {}),
-    };
-    const swap = this.#o.swap;
-    if (swap === undefined) {
-      await engine[Symbol.asyncDispose]();
-      return;
-    }
-    try {
-      await swap(engine, info);
-    } catch (e) {
-      await disposeQuietly(engine);
-      throw e;
+      this.#emit({
+        state: "failed",
+        decisionReason: `Cannot validate the candidate: ${errorMessage(e)}`,
+      });
     }
   }
 }

@@ -5,14 +5,12 @@ import { tensor } from "../core/tensor.ts";
 import type { InferenceEngine } from "../infer/engine.ts";
 import { writeProjectModel } from "../model/project_format.ts";
 import { syntheticModel } from "../model/synthetic.ts";
-import {
-  RetrainCoordinator,
-  type RetrainCoordinatorOptions,
-  type RetrainEvent,
-  type ServedModel,
-} from "./coordinator.ts";
+import type { ModelState, RetrainEvent } from "../core/retrain_event.ts";
+import { RetrainCoordinator, type RetrainCoordinatorOptions } from "./coordinator.ts";
+import type { ServedModel } from "./promotion.ts";
 import { FrameStore } from "./frame_store.ts";
 import { ModelRegistry } from "./registry.ts";
+import { triggerSettings } from "./_test_utils.ts";
 
 /**
  * A fake trainer for `deno eval`: the file named by `FAKE_SOURCE` holds either a model
@@ -63,6 +61,19 @@ function scored(seq: number, score = 0.1): ScoredFrame {
   };
 }
 
+type EventOf<S extends ModelState> = Extract<RetrainEvent, { state: S }>;
+
+/** The events of one state. */
+function of<S extends ModelState>(events: readonly RetrainEvent[], state: S): EventOf<S>[] {
+  return events.filter((e): e is EventOf<S> => e.state === state);
+}
+
+/** `event`, checked to be of `state`. */
+function expectState<S extends ModelState>(event: RetrainEvent | undefined, state: S): EventOf<S> {
+  assertEquals(event?.state, state);
+  return event as EventOf<S>;
+}
+
 async function until(cond: () => boolean, what: string, ms = 60_000): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {
@@ -100,6 +111,9 @@ async function setup(over: Partial<RetrainCoordinatorOptions> = {}) {
     registry,
     workDir: join(root, "work"),
     bootstrapFrames: 3,
+    triggers: triggerSettings(),
+    selector: { quantile: 0.5, minIntervalMs: 60_000, eventGuardMs: 30_000, duplicateThreshold: 3 },
+    margins: { flaggedFraction: 0.05, medianNormalized: 0.1, detectedFraction: 0.1, auroc: 0.02 },
     bootstrapIntervalMs: 0,
     holdoutFraction: 0.34,
     train: {
@@ -147,8 +161,8 @@ Deno.test("RetrainCoordinator() bootstraps: collects N frames, trains, promotes,
   await bootstrap(t);
   const states = t.events.map((e) => e.state);
   assertEquals(states.filter((s) => s === "collecting").length, 3);
-  assertEquals(t.events.find((e) => e.state === "collecting" && e.collected === 3)?.needed, 3);
-  assertOk(t.events.some((e) => e.state === "training" && e.progress?.step === 2));
+  assertEquals(of(t.events, "collecting").find((e) => e.collected === 3)?.needed, 3);
+  assertOk(of(t.events, "training").some((e) => e.progress?.step === 2));
   assertOk(states.indexOf("validating") < states.indexOf("promoted"));
   assertEquals(t.swaps[0]!.version, t.registry.currentId);
   assertEquals(t.swaps[0]!.thresholds?.threshold, 1e9);
@@ -167,8 +181,8 @@ Deno.test("RetrainCoordinator.retrain() refuses a worse candidate with the reaso
   assertEquals(t.coordinator.retrain("test"), "started");
   await until(() => t.events.some((e) => e.state === "refused"), "refusal");
   await t.coordinator.idle();
-  const refused = t.events.find((e) => e.state === "refused")!;
-  assertOk(refused.reason?.includes("candidate flags 100 %"), refused.reason);
+  const refused = of(t.events, "refused")[0]!;
+  assertOk(refused.decisionReason.includes("candidate flags 100 %"), refused.decisionReason);
   assertEquals(refused.validation?.candidate.flaggedFraction, 1);
   assertEquals(refused.validation?.current?.flaggedFraction, 0);
   assertEquals(refused.validation?.candidate.anomalousFrames, 1);
@@ -184,8 +198,8 @@ Deno.test("RetrainCoordinator.retrain() refuses a worse candidate with the reaso
   assertEquals(await t.coordinator.rollback("operator"), first);
   assertEquals(t.swaps.at(-1)?.version, first);
   assertEquals(t.registry.currentId, first);
-  const back = t.events.at(-1)!;
-  assertEquals([back.state, back.version, back.from], ["rolled_back", first, second]);
+  const back = expectState(t.events.at(-1), "rolled_back");
+  assertEquals([back.state, back.serving, back.from], ["rolled_back", first, second]);
 });
 
 Deno.test("RetrainCoordinator.cancel() kills the trainer and keeps the model", async () => {
@@ -197,7 +211,7 @@ Deno.test("RetrainCoordinator.cancel() kills the trainer and keeps the model", a
   await until(() => t.coordinator.status().scheduler.progress?.step === 1, "trainer running");
   assertEquals(t.coordinator.cancel(), "cancelled");
   await t.coordinator.idle();
-  const last = t.events.at(-1)!;
+  const last = expectState(t.events.at(-1), "idle");
   assertEquals([last.state, last.cancelled], ["idle", true]);
   assertEquals(t.registry.currentId, first);
   assertEquals(t.coordinator.status().scheduler.lastResult?.cancelled, true);
@@ -216,8 +230,14 @@ Deno.test("RetrainCoordinator.mark() stores a recent frame with the operator's l
 
 Deno.test("RetrainCoordinator.observe() stores selected frames and the count trigger retrains", async () => {
   await using t = await setup({
-    selector: { minSamples: 0, minIntervalMs: 0, eventGuardMs: 0, duplicateThreshold: -1 },
-    triggers: { minNewFrames: 2, cooldown: 1 },
+    selector: {
+      quantile: 0.5,
+      minSamples: 0,
+      minIntervalMs: 0,
+      eventGuardMs: 0,
+      duplicateThreshold: -1,
+    },
+    triggers: triggerSettings({ minNewFrames: 2, cooldownMs: 1 }),
   });
   await bootstrap(t);
   const before = t.store.stats().frames;
@@ -227,7 +247,7 @@ Deno.test("RetrainCoordinator.observe() stores selected frames and the count tri
   await until(() => t.swaps.length === 2, "count-triggered promotion");
   await t.coordinator.idle();
   assertEquals(t.store.stats().frames, before + 2);
-  assertOk(t.events.some((e) => e.state === "training" && e.reason?.startsWith("count:")));
+  assertOk(of(t.events, "training").some((e) => e.triggerReason?.startsWith("count:")));
   assertEquals(t.coordinator.status().selector.released, 2);
 });
 
@@ -237,8 +257,8 @@ Deno.test("RetrainCoordinator() publishes a failed training and keeps collecting
   for (let seq = 0; seq < 3; seq++) t.coordinator.observe(scored(seq));
   await until(() => t.events.some((e) => e.state === "failed"), "failure");
   await t.coordinator.idle();
-  const failed = t.events.find((e) => e.state === "failed")!;
-  assertOk(failed.reason?.includes("exited with code 2"), failed.reason);
+  const failed = of(t.events, "failed")[0]!;
+  assertOk(failed.decisionReason.includes("exited with code 2"), failed.decisionReason);
   assertEquals(t.registry.currentId, undefined);
   assertEquals(t.swaps.length, 0);
   // Within the retry delay, more frames do not start another training.
@@ -271,8 +291,7 @@ Deno.test("RetrainCoordinator() on drift collects frames of the new scene and tr
       eventGuardMs: 0,
       duplicateThreshold: -1,
     },
-    triggers: { drift: { window: 3, factor: 1.5 }, cooldown: 1 },
-    driftWindow: 3,
+    triggers: triggerSettings({ drift: { window: 3, bound: null, factor: 1.5 }, cooldownMs: 1 }),
     driftFrames: 5,
   });
   await bootstrap(t);
@@ -283,18 +302,18 @@ Deno.test("RetrainCoordinator() on drift collects frames of the new scene and tr
   // The scene changes: the window's median triples, drift fires, collection starts.
   for (let seq = 13; seq < 16; seq++) t.coordinator.observe(scored(seq, 0.3));
   await until(
-    () => t.events.some((e) => e.state === "collecting" && e.trigger === "drift"),
+    () => of(t.events, "collecting").some((e) => e.trigger === "drift"),
     "drift collection",
   );
-  const collecting = t.events.find((e) => e.state === "collecting" && e.trigger === "drift")!;
-  assertOk(collecting.reason?.startsWith("drift: median score 0.3"), collecting.reason);
+  const collecting = of(t.events, "collecting").find((e) => e.trigger === "drift")!;
+  assertOk(collecting.note?.startsWith("drift: median score 0.3"), collecting.note);
   assertEquals(collecting.needed, 5);
   assertEquals(t.swaps.length, 1);
   // Two more frames of the new scene make five since the drift began (frames 13 to 17).
   for (let seq = 16; seq < 18; seq++) t.coordinator.observe(scored(seq, 0.3));
   await until(() => t.swaps.length === 2, "drift promotion");
   await t.coordinator.idle();
-  const promoted = t.events.at(-1)!;
+  const promoted = expectState(t.events.at(-1), "promoted");
   assertEquals([promoted.state, promoted.trigger], ["promoted", "drift"]);
   assertOk(promoted.triggerReason?.startsWith("drift:"), promoted.triggerReason);
   // 5 frames since the drift began, 2 held out for validation: 3 to train on (not the 6
@@ -341,7 +360,7 @@ Deno.test("RetrainCoordinator.collect() stores frames of a learning camera witho
   await t.coordinator.idle();
   const stored = t.store.list();
   assertEquals(stored.map((f) => [f.seq, f.score]), [[0, undefined], [1, undefined]]);
-  const last = t.events.at(-1)!;
+  const last = expectState(t.events.at(-1), "collecting");
   assertEquals([last.state, last.trigger, last.collected, last.needed], [
     "collecting",
     "bootstrap",

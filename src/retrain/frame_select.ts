@@ -20,38 +20,39 @@
  *
  * @example
  * ```ts
- * import { FrameSelector } from "./frame_select.ts";
- * import type { FrameStore } from "./frame_store.ts";
- * import type { ScoredFrame } from "../core/frame.ts";
- *
- * const selector = new FrameSelector({ quantile: 0.5, minIntervalMs: 60_000 });
- * async function collect(scored: ScoredFrame, store: FrameStore): Promise<void> {
- *   for (const keep of selector.offer(scored)) await store.add(keep.frame, { score: keep.score });
- * }
+ * const selector = new FrameSelector({
+ *   quantile: 0.5, minIntervalMs: 60_000, eventGuardMs: 30_000, duplicateThreshold: 3,
+ * });
+ * for (const keep of selector.offer(scored)) await store.add(keep.frame, { score: keep.score });
  * ```
  *
  * @module
  */
 import type { Frame, ScoredFrame } from "../core/frame.ts";
+import { assertNonNegativeInteger, assertPositiveInteger } from "../core/check.ts";
 import { nearestRank } from "../core/percentiles.ts";
 
-/** Options of {@linkcode FrameSelector}; every field is optional. */
+/**
+ * Options of {@linkcode FrameSelector}. The gates a pipeline file sets (`retrain.store`:
+ * `quantile`, `minIntervalMs`, `eventGuardMs`, `duplicateThreshold`) are given as resolved,
+ * their defaults live in `src/config/defaults.ts`; the others are optional.
+ */
 export interface FrameSelectorOptions {
-  /** A frame is kept only when its score is at or below this quantile (0..1] of recent scores. Default 0.5. */
-  readonly quantile?: number;
+  /** A frame is kept only when its score is at or below this quantile (0..1] of recent scores. */
+  readonly quantile: number;
   /** How many recent scores the quantile is taken over. Default 512. */
   readonly windowSize?: number;
   /** No frame is kept until the window holds this many scores. Default 32. */
   readonly minSamples?: number;
-  /** Minimum capture-time gap between two candidates, in milliseconds. Default 60 000. */
-  readonly minIntervalMs?: number;
-  /** No frame within this many milliseconds (capture time) of an anomaly is kept. Default 30 000. */
-  readonly eventGuardMs?: number;
+  /** Minimum capture-time gap between two candidates, in milliseconds. */
+  readonly minIntervalMs: number;
+  /** No frame within this many milliseconds (capture time) of an anomaly is kept. */
+  readonly eventGuardMs: number;
   /**
-   * Mean absolute thumbnail difference (0..255) at or below which a frame is a near-duplicate.
-   * Default 3; a negative value turns the test off.
+   * Mean absolute thumbnail difference (0..255) at or below which a frame is a near-duplicate;
+   * a negative value turns the test off.
    */
-  readonly duplicateThreshold?: number;
+  readonly duplicateThreshold: number;
   /** How many of the last kept thumbnails a frame is compared against. Default 8. */
   readonly duplicateHistory?: number;
   /** Most candidates waiting out the event guard. Default 16. */
@@ -99,21 +100,21 @@ export interface FrameSelectorStats {
 export const THUMBNAIL_SIZE = 16;
 
 /**
- * Resolves selector options, filling defaults.
+ * Resolves selector options, filling the defaults of the optional ones.
  *
  * @throws {RangeError} when a value is out of range (quantile outside (0, 1], a negative
  * interval, a non-positive window).
  */
 export function resolveFrameSelectorOptions(
-  options: FrameSelectorOptions = {},
+  options: FrameSelectorOptions,
 ): ResolvedFrameSelectorOptions {
   const r: ResolvedFrameSelectorOptions = {
-    quantile: options.quantile ?? 0.5,
+    quantile: options.quantile,
     windowSize: options.windowSize ?? 512,
     minSamples: options.minSamples ?? 32,
-    minIntervalMs: options.minIntervalMs ?? 60_000,
-    eventGuardMs: options.eventGuardMs ?? 30_000,
-    duplicateThreshold: options.duplicateThreshold ?? 3,
+    minIntervalMs: options.minIntervalMs,
+    eventGuardMs: options.eventGuardMs,
+    duplicateThreshold: options.duplicateThreshold,
     duplicateHistory: options.duplicateHistory ?? 8,
     maxPending: options.maxPending ?? 16,
     now: options.now ?? Date.now,
@@ -121,11 +122,10 @@ export function resolveFrameSelectorOptions(
   const bad = (what: string, v: number) =>
     new RangeError(`Cannot make a frame selector: ${what}, got ${v}`);
   if (!(r.quantile > 0 && r.quantile <= 1)) throw bad("quantile must be in (0, 1]", r.quantile);
-  for (const k of ["windowSize", "maxPending"] as const) {
-    if (!Number.isInteger(r[k]) || r[k] < 1) throw bad(`${k} must be a positive integer`, r[k]);
-  }
+  const action = "Cannot make a frame selector";
+  for (const k of ["windowSize", "maxPending"] as const) assertPositiveInteger(r[k], k, action);
   for (const k of ["minSamples", "duplicateHistory"] as const) {
-    if (!Number.isInteger(r[k]) || r[k] < 0) throw bad(`${k} must be a whole number`, r[k]);
+    assertNonNegativeInteger(r[k], k, action);
   }
   if (Number.isNaN(r.duplicateThreshold)) throw bad("duplicateThreshold must be a number", NaN);
   for (const k of ["minIntervalMs", "eventGuardMs"] as const) {
@@ -216,7 +216,7 @@ export class FrameSelector {
    *
    * @throws {RangeError} as {@linkcode resolveFrameSelectorOptions}.
    */
-  constructor(options: FrameSelectorOptions = {}) {
+  constructor(options: FrameSelectorOptions) {
     this.#o = resolveFrameSelectorOptions(options);
     this.#scores = new Float64Array(this.#o.windowSize);
   }

@@ -1,6 +1,15 @@
 import { assertAlmostEquals, assertEquals, assertThrows } from "../../tests/assert.ts";
 import type { ScoredFrame } from "../core/frame.ts";
+import { DEFAULTS } from "../config/defaults.ts";
 import { FrameSelector, thumbnail, thumbnailDistance } from "./frame_select.ts";
+
+/** The gates as a pipeline file without `retrain.store` keys resolves them. */
+const STORE = {
+  quantile: DEFAULTS.retrain.store.quantile,
+  minIntervalMs: DEFAULTS.retrain.store.min_interval_ms,
+  eventGuardMs: DEFAULTS.retrain.store.event_guard_ms,
+  duplicateThreshold: DEFAULTS.retrain.store.duplicate_threshold,
+};
 
 /** A 32 x 32 frame whose pixels are `fill` (or a gradient offset by `fill`). */
 function scored(
@@ -113,8 +122,12 @@ Deno.test("FrameSelector() skips near-duplicates of the last kept frames", () =>
 });
 
 Deno.test("FrameSelector() rejects out-of-range options", () => {
-  assertThrows(() => new FrameSelector({ quantile: 0 }), RangeError, "quantile");
-  assertThrows(() => new FrameSelector({ windowSize: 0 }), RangeError, "windowSize");
-  assertThrows(() => new FrameSelector({ minIntervalMs: -1 }), RangeError, "minIntervalMs");
-  assertAlmostEquals(new FrameSelector().options.quantile, 0.5, 0);
+  assertThrows(() => new FrameSelector({ ...STORE, quantile: 0 }), RangeError, "quantile");
+  assertThrows(() => new FrameSelector({ ...STORE, windowSize: 0 }), RangeError, "windowSize");
+  assertThrows(
+    () => new FrameSelector({ ...STORE, minIntervalMs: -1 }),
+    RangeError,
+    "minIntervalMs",
+  );
+  assertAlmostEquals(new FrameSelector(STORE).options.quantile, 0.5, 0);
 });

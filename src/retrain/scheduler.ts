@@ -8,12 +8,8 @@
 import { errorMessage } from "../core/errors.ts";
 import { median } from "../core/percentiles.ts";
 import type { TrainProgress } from "../train/progress_event.ts";
-import {
-  RetrainTriggers,
-  type TriggerConfig,
-  type TriggerFired,
-  type TriggerState,
-} from "./triggers.ts";
+import type { ResolvedRetrainTriggers } from "../core/retrain_triggers.ts";
+import { RetrainTriggers, type TriggerFired, type TriggerState } from "./triggers.ts";
 import {
   TrainProcess,
   type TrainProcessOptions,
@@ -36,6 +32,8 @@ export interface RetrainOutcome {
   readonly result?: TrainProcessResult;
   /** Why the run failed (preparing or training), in one line; absent when it succeeded. */
   readonly error?: string;
+  /** True when the run was cancelled (then `error`, if any, only says so). */
+  readonly cancelled: boolean;
 }
 
 /** The trainer settings of the scheduler: {@linkcode TrainProcessOptions} less the per-run ones. */
@@ -101,8 +99,8 @@ export class TrainingGate {
 
 /** Options of {@linkcode RetrainScheduler}. */
 export interface RetrainSchedulerOptions {
-  /** The triggers (see {@linkcode TriggerConfig}). */
-  readonly triggers: TriggerConfig;
+  /** The triggers, as the pipeline file resolved them. */
+  readonly triggers: ResolvedRetrainTriggers;
   /** How to run the trainer (command, steps, extra args, nice, grace). Default: all defaults. */
   readonly train?: SchedulerTrainOptions;
   /**
@@ -239,7 +237,7 @@ export class RetrainScheduler implements AsyncDisposable {
   /**
    * Validates the triggers and starts the timer.
    *
-   * @throws {RangeError} on bad triggers (see {@linkcode RetrainTriggers}) or `checkEveryMs`.
+   * @throws {RangeError} on a bad `checkEveryMs`.
    */
   constructor(options: RetrainSchedulerOptions) {
     this.#triggers = new RetrainTriggers(options.triggers);
@@ -432,7 +430,7 @@ export class RetrainScheduler implements AsyncDisposable {
     } catch (e) {
       log?.warn("retrain onStart failed", { error: errorMessage(e) });
     }
-    let outcome: RetrainOutcome;
+    let outcome: Omit<RetrainOutcome, "cancelled">;
     let held: Disposable | undefined;
     try {
       const gate = this.#options.gate;
@@ -475,7 +473,7 @@ export class RetrainScheduler implements AsyncDisposable {
       log?.info(cancelled ? "retrain cancelled" : "retrain done", { reason: trigger.reason });
     }
     try {
-      await this.#options.onResult?.(outcome);
+      await this.#options.onResult?.({ ...outcome, cancelled });
     } catch (e) {
       log?.warn("retrain onResult failed", { error: errorMessage(e) });
     }

@@ -5,6 +5,7 @@ import {
   RetrainScheduler,
   type RetrainSchedulerOptions,
 } from "./scheduler.ts";
+import { triggerSettings } from "./_test_utils.ts";
 
 /**
  * A fake trainer for `deno eval` (as in train_process_test.ts): `FAKE_MODE` `ok` reports
@@ -49,7 +50,7 @@ async function setup(
   const outcomes: RetrainOutcome[] = [];
   let n = 0;
   const scheduler = new RetrainScheduler({
-    triggers: {},
+    triggers: triggerSettings(),
     train: {
       command: [Deno.execPath(), "eval", FAKE_TRAINER],
       steps: 3,
@@ -74,7 +75,7 @@ async function setup(
 }
 
 Deno.test("RetrainScheduler() fires the interval trigger once, with its reason", async () => {
-  await using s = await setup("ok", { triggers: { interval: "6h" } });
+  await using s = await setup("ok", { triggers: triggerSettings({ intervalMs: 6 * H }) });
   assertEquals(s.scheduler.evaluate(), undefined);
   assertEquals(s.scheduler.status().nextDueAt, T0 + 6 * H);
   s.clock.t += 6 * H;
@@ -92,7 +93,10 @@ Deno.test("RetrainScheduler() fires the interval trigger once, with its reason",
 });
 
 Deno.test("RetrainScheduler() evaluates on its timer", async () => {
-  await using s = await setup("ok", { triggers: { interval: "1h" }, checkEveryMs: 10 });
+  await using s = await setup("ok", {
+    triggers: triggerSettings({ intervalMs: H }),
+    checkEveryMs: 10,
+  });
   s.clock.t += H;
   await until(() => s.outcomes.length === 1);
   assertEquals(s.outcomes[0]!.trigger.kind, "interval");
@@ -100,7 +104,7 @@ Deno.test("RetrainScheduler() evaluates on its timer", async () => {
 });
 
 Deno.test("RetrainScheduler() fires a daily time once", async () => {
-  await using s = await setup("ok", { triggers: { dailyAt: ["11:00"] } });
+  await using s = await setup("ok", { triggers: triggerSettings({ dailyAt: ["11:00"] }) });
   s.clock.t = T0 + H;
   assertEquals(s.scheduler.evaluate()?.reason, "daily: 11:00 UTC");
   await s.scheduler.idle();
@@ -110,7 +114,9 @@ Deno.test("RetrainScheduler() fires a daily time once", async () => {
 });
 
 Deno.test("RetrainScheduler.noteNormalFrame() fires the count trigger once", async () => {
-  await using s = await setup("ok", { triggers: { minNewFrames: 3, cooldown: "1h" } });
+  await using s = await setup("ok", {
+    triggers: triggerSettings({ minNewFrames: 3, cooldownMs: H }),
+  });
   s.scheduler.noteNormalFrame(0.1);
   s.scheduler.noteNormalFrame(0.1);
   assertEquals(s.scheduler.status().state, "idle");
@@ -124,7 +130,9 @@ Deno.test("RetrainScheduler.noteNormalFrame() fires the count trigger once", asy
 });
 
 Deno.test("RetrainScheduler.noteNormalFrame() fires drift when the median passes the bound", async () => {
-  await using s = await setup("ok", { triggers: { drift: { window: 3, bound: 1 } } });
+  await using s = await setup("ok", {
+    triggers: triggerSettings({ drift: { window: 3, bound: 1, factor: null } }),
+  });
   s.scheduler.noteNormalFrame(0.5);
   s.scheduler.noteNormalFrame(2);
   assertEquals(s.scheduler.status().state, "idle"); // the window is not full yet
@@ -139,7 +147,9 @@ Deno.test("RetrainScheduler.noteNormalFrame() fires drift when the median passes
 });
 
 Deno.test("RetrainScheduler.notePromotion() sets the drift factor's baseline", async () => {
-  await using s = await setup("ok", { triggers: { drift: { window: 2, factor: 2 } } });
+  await using s = await setup("ok", {
+    triggers: triggerSettings({ drift: { window: 2, bound: null, factor: 2 } }),
+  });
   s.scheduler.notePromotion(0.5);
   s.scheduler.noteNormalFrame(0.9);
   s.scheduler.noteNormalFrame(1.0);
@@ -192,7 +202,7 @@ Deno.test("RetrainScheduler.command() cancel kills the training mid-run", async 
 });
 
 Deno.test("RetrainScheduler() reports a failing trainer and keeps running", async () => {
-  await using s = await setup("fail", { triggers: { interval: "1h" } });
+  await using s = await setup("fail", { triggers: triggerSettings({ intervalMs: H }) });
   s.scheduler.command("retrain");
   await s.scheduler.idle();
   const st = s.scheduler.status();

@@ -11,19 +11,22 @@
  * 4. **daily**: a clock time (`"02:00"`, `"14:30"`) passed since the last training started;
  *    times are read in UTC by default, or in the process's local time zone (the `TZ`
  *    environment variable) with `timeZone: "local"`.
- * 5. **interval**: `intervalMs` since the last training started (`"6h"` via
- *    {@linkcode parseDuration}).
+ * 5. **interval**: `intervalMs` since the last training started.
  *
  * The data triggers (drift, count) never fire while a training runs (the running training
  * already answers them) nor within `cooldownMs` after one ended, so a candidate that is
  * refused does not make the device train back to back.
  *
+ * The settings are the pipeline file's, resolved and checked by `src/config`
+ * ({@linkcode ResolvedRetrainTriggers}): durations in milliseconds, `null` for a trigger
+ * that is off, every default filled in. This module neither parses nor defaults them.
+ *
  * @example
  * ```ts
- * import { RetrainTriggers } from "./triggers.ts";
- *
- * const start = Date.now();
- * const triggers = new RetrainTriggers({ interval: "6h", dailyAt: ["02:00"], minNewFrames: 500 });
+ * const triggers = new RetrainTriggers({
+ *   intervalMs: 6 * 3_600_000, dailyAt: ["02:00"], timeZone: "utc", minNewFrames: 500,
+ *   drift: null, cooldownMs: 600_000,
+ * });
  * const fired = triggers.check({ lastStartAt: start, newFrames: 512, recentScores: [] }, Date.now());
  * // { kind: "count", reason: "512 new normal frames (at least 500)" }
  * ```
@@ -32,6 +35,8 @@
  */
 
 import { median } from "../core/percentiles.ts";
+import type { RetrainTrigger } from "../core/retrain_event.ts";
+import type { ResolvedRetrainTriggers } from "../core/retrain_triggers.ts";
 
 /** Which trigger fired. */
 export type TriggerKind = "manual" | "drift" | "count" | "daily" | "interval";
@@ -44,43 +49,21 @@ export interface TriggerFired {
   readonly reason: string;
 }
 
-/** The drift trigger's settings. */
-export interface DriftConfig {
-  /** How many recent normal frames the median is taken over. Default 100. */
-  readonly window?: number;
-  /** Fires when the median exceeds this score. */
-  readonly bound?: number;
-  /** Fires when the median exceeds this times the baseline (see the module doc). */
-  readonly factor?: number;
-}
-
-/** The triggers as written in the pipeline YAML (every field optional: omitted = off). */
-export interface TriggerConfig {
-  /** Retrain this long after the last training started: `"6h"`, `"90m"`, or milliseconds. */
-  readonly interval?: string | number;
-  /** Retrain when one of these clock times (`"HH:MM"`, 24 h) passes. */
-  readonly dailyAt?: readonly string[];
-  /** The time zone of `dailyAt`: `"utc"` (default) or `"local"` (the process's `TZ`). */
-  readonly timeZone?: "utc" | "local";
-  /** Retrain after this many new normal frames. */
-  readonly minNewFrames?: number;
-  /** Retrain when normal scores drift upwards. */
-  readonly drift?: DriftConfig;
-  /** Quiet time of the data triggers (drift, count) after a training ended. Default 600000. */
-  readonly cooldown?: string | number;
-}
-
-/** {@linkcode TriggerConfig} with every default filled in; `undefined` = trigger off. */
-export interface ResolvedTriggerConfig {
-  readonly intervalMs: number | undefined;
-  /** Minutes after midnight, ascending, unique. */
-  readonly dailyMinutes: readonly number[];
-  readonly timeZone: "utc" | "local";
-  readonly minNewFrames: number | undefined;
-  readonly drift:
-    | { readonly window: number; readonly bound?: number; readonly factor?: number }
-    | undefined;
-  readonly cooldownMs: number;
+/**
+ * What a fired trigger is called in the lifecycle events: `schedule` for daily and interval,
+ * `command` for manual.
+ */
+export function retrainTrigger(fired: TriggerFired): RetrainTrigger {
+  switch (fired.kind) {
+    case "drift":
+    case "count":
+      return fired.kind;
+    case "daily":
+    case "interval":
+      return "schedule";
+    case "manual":
+      return "command";
+  }
 }
 
 /** What the triggers look at; the scheduler keeps it. */
@@ -101,92 +84,10 @@ export interface TriggerState {
   readonly manual?: string;
 }
 
-const UNITS: Record<string, number> = {
-  ms: 1,
-  s: 1000,
-  m: 60_000,
-  h: 3_600_000,
-  d: 86_400_000,
-};
-
-/**
- * Parses a duration: milliseconds as a number, or a string of one or more `<n><unit>`
- * parts with units `ms`, `s`, `m`, `h`, `d` (`"6h"`, `"1h30m"`, `"500ms"`).
- *
- * @throws {RangeError} when the text is not a positive duration.
- */
-export function parseDuration(value: string | number): number {
-  if (typeof value === "number") {
-    if (!(value > 0) || !Number.isFinite(value)) {
-      throw new RangeError(`Cannot use duration ${value}: expected a positive number of ms`);
-    }
-    return value;
-  }
-  const text = value.trim().toLowerCase();
-  if (!/^(\d+(\.\d+)?(ms|s|m|h|d))+$/.test(text)) {
-    throw new RangeError(`Cannot use duration "${value}": expected e.g. 6h, 90m, 1h30m, 500ms`);
-  }
-  let ms = 0;
-  for (const m of text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d)/g)) ms += Number(m[1]) * UNITS[m[2]!]!;
-  if (!(ms > 0)) throw new RangeError(`Cannot use duration "${value}": it must be positive`);
-  return ms;
-}
-
-/**
- * Parses a clock time `"HH:MM"` (24 h) into minutes after midnight.
- *
- * @throws {RangeError} when the text is not a valid time.
- */
-export function parseClockTime(value: string): number {
-  const m = /^(\d{1,2}):(\d{2})$/.exec(value.trim());
-  const h = Number(m?.[1]);
-  const min = Number(m?.[2]);
-  if (!m || h > 23 || min > 59) {
-    throw new RangeError(`Cannot use time "${value}": expected HH:MM between 00:00 and 23:59`);
-  }
-  return h * 60 + min;
-}
-
-/**
- * Fills in the defaults of a trigger config and validates it.
- *
- * @throws {RangeError} on a bad duration, time, count, window, bound or factor.
- */
-export function resolveTriggerConfig(config: TriggerConfig): ResolvedTriggerConfig {
-  const minNewFrames = config.minNewFrames;
-  if (minNewFrames !== undefined && !(Number.isInteger(minNewFrames) && minNewFrames > 0)) {
-    throw new RangeError(`Cannot use minNewFrames ${minNewFrames}: expected a positive integer`);
-  }
-  let drift: ResolvedTriggerConfig["drift"];
-  if (config.drift) {
-    const d = config.drift;
-    const window = d.window ?? 100;
-    if (!(Number.isInteger(window) && window > 0)) {
-      throw new RangeError(`Cannot use drift window ${window}: expected a positive integer`);
-    }
-    if (d.bound === undefined && d.factor === undefined) {
-      throw new RangeError("Cannot use drift: set a bound, a factor or both");
-    }
-    if (d.bound !== undefined && !Number.isFinite(d.bound)) {
-      throw new RangeError(`Cannot use drift bound ${d.bound}: expected a finite number`);
-    }
-    if (d.factor !== undefined && !(d.factor > 0 && Number.isFinite(d.factor))) {
-      throw new RangeError(`Cannot use drift factor ${d.factor}: expected a positive number`);
-    }
-    drift = {
-      window,
-      ...(d.bound !== undefined ? { bound: d.bound } : {}),
-      ...(d.factor !== undefined ? { factor: d.factor } : {}),
-    };
-  }
-  return {
-    intervalMs: config.interval !== undefined ? parseDuration(config.interval) : undefined,
-    dailyMinutes: [...new Set((config.dailyAt ?? []).map(parseClockTime))].sort((a, b) => a - b),
-    timeZone: config.timeZone ?? "utc",
-    minNewFrames,
-    drift,
-    cooldownMs: config.cooldown !== undefined ? parseDuration(config.cooldown) : 600_000,
-  };
+/** `"HH:MM"` (as resolved: checked, two-digit hours) -> minutes after midnight. */
+function minutesOf(time: string): number {
+  const [h = "0", m = "0"] = time.split(":");
+  return Number(h) * 60 + Number(m);
 }
 
 function formatDuration(ms: number): string {
@@ -213,20 +114,19 @@ function atMinutes(t: number, minutes: number, dayOffset: number, utc: boolean):
 }
 
 /**
- * The triggers of one camera (or model), resolved once. Stateless: each call looks only at
+ * The triggers of one camera (or model). Stateless: each call looks only at
  * its arguments.
  */
 export class RetrainTriggers {
-  /** The resolved settings. */
-  readonly config: ResolvedTriggerConfig;
+  /** The settings, as given. */
+  readonly config: ResolvedRetrainTriggers;
+  /** `dailyAt` as minutes after midnight. */
+  readonly #dailyMinutes: readonly number[];
 
-  /**
-   * Resolves and validates the settings.
-   *
-   * @throws {RangeError} as {@linkcode resolveTriggerConfig}.
-   */
-  constructor(config: TriggerConfig) {
-    this.config = resolveTriggerConfig(config);
+  /** Takes the resolved settings (see the module doc); never throws. */
+  constructor(config: ResolvedRetrainTriggers) {
+    this.config = config;
+    this.#dailyMinutes = config.dailyAt.map(minutesOf);
   }
 
   /** How many recent normal scores drift needs (0 when drift is off). */
@@ -238,7 +138,7 @@ export class RetrainTriggers {
   lastDailyAt(now: number): { at: number; minutes: number } | undefined {
     const utc = this.config.timeZone === "utc";
     let best: { at: number; minutes: number } | undefined;
-    for (const minutes of this.config.dailyMinutes) {
+    for (const minutes of this.#dailyMinutes) {
       let at = atMinutes(now, minutes, 0, utc);
       if (at > now) at = atMinutes(now, minutes, -1, utc);
       if (!best || at > best.at) best = { at, minutes };
@@ -258,7 +158,7 @@ export class RetrainTriggers {
     if (c.drift && !dataQuiet && state.recentScores.length >= c.drift.window) {
       const med = median(state.recentScores.slice(-c.drift.window));
       const n = c.drift.window;
-      if (c.drift.bound !== undefined && med > c.drift.bound) {
+      if (c.drift.bound !== null && med > c.drift.bound) {
         return {
           kind: "drift",
           reason: `drift: median score ${fmt(med)} of the last ${n} normal frames > bound ${
@@ -267,7 +167,7 @@ export class RetrainTriggers {
         };
       }
       const base = state.promotedMedian;
-      if (c.drift.factor !== undefined && base !== undefined && med > base * c.drift.factor) {
+      if (c.drift.factor !== null && base !== undefined && med > base * c.drift.factor) {
         return {
           kind: "drift",
           reason: `drift: median score ${
@@ -278,7 +178,7 @@ export class RetrainTriggers {
         };
       }
     }
-    if (c.minNewFrames !== undefined && !dataQuiet && state.newFrames >= c.minNewFrames) {
+    if (c.minNewFrames !== null && !dataQuiet && state.newFrames >= c.minNewFrames) {
       return {
         kind: "count",
         reason: `count: ${state.newFrames} new normal frames (at least ${c.minNewFrames})`,
@@ -291,7 +191,7 @@ export class RetrainTriggers {
         reason: `daily: ${clock(daily.minutes)} ${c.timeZone === "utc" ? "UTC" : "local time"}`,
       };
     }
-    if (c.intervalMs !== undefined && now - state.lastStartAt >= c.intervalMs) {
+    if (c.intervalMs !== null && now - state.lastStartAt >= c.intervalMs) {
       return {
         kind: "interval",
         reason: `interval: ${formatDuration(c.intervalMs)} since the last training`,
@@ -309,11 +209,11 @@ export class RetrainTriggers {
     const c = this.config;
     let due: number | undefined;
     const take = (t: number) => (due = due === undefined ? t : Math.min(due, t));
-    if (c.intervalMs !== undefined) take(state.lastStartAt + c.intervalMs);
+    if (c.intervalMs !== null) take(state.lastStartAt + c.intervalMs);
     const daily = this.lastDailyAt(now);
     if (daily && daily.at > state.lastStartAt) take(daily.at);
     const utc = c.timeZone === "utc";
-    for (const minutes of c.dailyMinutes) {
+    for (const minutes of this.#dailyMinutes) {
       let at = atMinutes(now, minutes, 0, utc);
       if (at <= now) at = atMinutes(now, minutes, 1, utc);
       take(at);

@@ -1,5 +1,6 @@
-import { assertEquals, assertThrows } from "../../tests/assert.ts";
-import { parseClockTime, parseDuration, RetrainTriggers, type TriggerState } from "./triggers.ts";
+import { assertEquals } from "../../tests/assert.ts";
+import { triggerSettings } from "./_test_utils.ts";
+import { retrainTrigger, RetrainTriggers, type TriggerState } from "./triggers.ts";
 
 const H = 3_600_000;
 const T0 = Date.UTC(2026, 10, 28, 10, 0); // 10:00 UTC
@@ -8,31 +9,8 @@ function state(over: Partial<TriggerState> = {}): TriggerState {
   return { lastStartAt: T0, newFrames: 0, recentScores: [], ...over };
 }
 
-Deno.test("parseDuration() reads units and rejects nonsense", () => {
-  assertEquals(parseDuration("6h"), 6 * H);
-  assertEquals(parseDuration("1h30m"), 90 * 60_000);
-  assertEquals(parseDuration("500ms"), 500);
-  assertEquals(parseDuration(1234), 1234);
-  assertThrows(() => parseDuration("6 hours"), RangeError, "Cannot use duration");
-  assertThrows(() => parseDuration(0), RangeError);
-  assertThrows(() => parseDuration("0h"), RangeError);
-});
-
-Deno.test("parseClockTime() reads HH:MM and rejects out-of-range times", () => {
-  assertEquals(parseClockTime("02:00"), 120);
-  assertEquals(parseClockTime("14:30"), 870);
-  assertThrows(() => parseClockTime("24:00"), RangeError);
-  assertThrows(() => parseClockTime("2pm"), RangeError);
-});
-
-Deno.test("RetrainTriggers() rejects bad settings", () => {
-  assertThrows(() => new RetrainTriggers({ minNewFrames: 0 }), RangeError);
-  assertThrows(() => new RetrainTriggers({ drift: { window: 10 } }), RangeError, "bound");
-  assertThrows(() => new RetrainTriggers({ dailyAt: ["25:00"] }), RangeError);
-});
-
 Deno.test("RetrainTriggers.check() fires the interval once it has elapsed", () => {
-  const t = new RetrainTriggers({ interval: "6h" });
+  const t = new RetrainTriggers(triggerSettings({ intervalMs: 6 * H }));
   assertEquals(t.check(state(), T0 + 6 * H - 1), undefined);
   assertEquals(t.check(state(), T0 + 6 * H), {
     kind: "interval",
@@ -42,7 +20,7 @@ Deno.test("RetrainTriggers.check() fires the interval once it has elapsed", () =
 });
 
 Deno.test("RetrainTriggers.check() fires a daily UTC time after it passes, once", () => {
-  const t = new RetrainTriggers({ dailyAt: ["14:30", "02:00"] });
+  const t = new RetrainTriggers(triggerSettings({ dailyAt: ["02:00", "14:30"] }));
   assertEquals(t.check(state(), T0 + 4 * H), undefined); // 14:00
   const at = T0 + 4.5 * H; // 14:30
   assertEquals(t.check(state(), at), { kind: "daily", reason: "daily: 14:30 UTC" });
@@ -53,7 +31,7 @@ Deno.test("RetrainTriggers.check() fires a daily UTC time after it passes, once"
 });
 
 Deno.test("RetrainTriggers.check() reads local daily times in the process's time zone", () => {
-  const t = new RetrainTriggers({ dailyAt: ["03:15"], timeZone: "local" });
+  const t = new RetrainTriggers(triggerSettings({ dailyAt: ["03:15"], timeZone: "local" }));
   const d = new Date(T0);
   const local = new Date(d.getFullYear(), d.getMonth(), d.getDate() + 1, 3, 15).getTime();
   assertEquals(t.check(state(), local - 1), undefined);
@@ -61,7 +39,7 @@ Deno.test("RetrainTriggers.check() reads local daily times in the process's time
 });
 
 Deno.test("RetrainTriggers.check() fires count at the threshold, not during a run or cooldown", () => {
-  const t = new RetrainTriggers({ minNewFrames: 100, cooldown: "10m" });
+  const t = new RetrainTriggers(triggerSettings({ minNewFrames: 100, cooldownMs: 10 * 60_000 }));
   assertEquals(t.check(state({ newFrames: 99 }), T0), undefined);
   assertEquals(t.check(state({ newFrames: 100 }), T0), {
     kind: "count",
@@ -73,7 +51,7 @@ Deno.test("RetrainTriggers.check() fires count at the threshold, not during a ru
 });
 
 Deno.test("RetrainTriggers.check() fires drift above the bound once the window is full", () => {
-  const t = new RetrainTriggers({ drift: { window: 4, bound: 1 } });
+  const t = new RetrainTriggers(triggerSettings({ drift: { window: 4, bound: 1, factor: null } }));
   assertEquals(t.check(state({ recentScores: [2, 2, 2] }), T0), undefined);
   assertEquals(t.check(state({ recentScores: [0.5, 0.9, 1, 0.8] }), T0), undefined);
   assertEquals(t.check(state({ recentScores: [0.5, 1.5, 1.2, 2] }), T0), {
@@ -83,7 +61,9 @@ Deno.test("RetrainTriggers.check() fires drift above the bound once the window i
 });
 
 Deno.test("RetrainTriggers.check() fires drift above factor x the promoted median", () => {
-  const t = new RetrainTriggers({ drift: { window: 3, factor: 1.5 } });
+  const t = new RetrainTriggers(
+    triggerSettings({ drift: { window: 3, bound: null, factor: 1.5 } }),
+  );
   const scores = [0.7, 0.8, 0.9];
   assertEquals(t.check(state({ recentScores: scores }), T0), undefined); // no baseline
   assertEquals(t.check(state({ recentScores: scores, promotedMedian: 0.6 }), T0), undefined);
@@ -94,12 +74,12 @@ Deno.test("RetrainTriggers.check() fires drift above factor x the promoted media
 });
 
 Deno.test("RetrainTriggers.check() gives manual first, then drift, count, daily, interval", () => {
-  const t = new RetrainTriggers({
-    interval: "1h",
+  const t = new RetrainTriggers(triggerSettings({
+    intervalMs: H,
     dailyAt: ["10:30"],
     minNewFrames: 1,
-    drift: { window: 1, bound: 0 },
-  });
+    drift: { window: 1, bound: 0, factor: null },
+  }));
   const data = state({ newFrames: 5, recentScores: [1] });
   const now = T0 + 2 * H;
   assertEquals(t.check({ ...data, manual: "operator" }, now), {
@@ -110,5 +90,16 @@ Deno.test("RetrainTriggers.check() gives manual first, then drift, count, daily,
   assertEquals(t.check(state({ newFrames: 5 }), now)?.kind, "count");
   assertEquals(t.check(state(), now)?.kind, "daily");
   assertEquals(t.check(state({ lastStartAt: T0 + 0.75 * H }), now)?.kind, "interval");
-  assertEquals(new RetrainTriggers({}).nextDue(state(), now), undefined);
+  assertEquals(new RetrainTriggers(triggerSettings()).nextDue(state(), now), undefined);
+});
+
+Deno.test("retrainTrigger() names fired triggers as the lifecycle events do", () => {
+  const kinds = ["manual", "drift", "count", "daily", "interval"] as const;
+  assertEquals(kinds.map((kind) => retrainTrigger({ kind, reason: "" })), [
+    "command",
+    "drift",
+    "count",
+    "schedule",
+    "schedule",
+  ]);
 });

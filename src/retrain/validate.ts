@@ -21,7 +21,9 @@
  *
  * @module
  */
+import { assertPositiveInteger } from "../core/check.ts";
 import { median } from "../core/percentiles.ts";
+import type { ModelFigures } from "../core/retrain_event.ts";
 import { stack, type Tensor } from "../core/tensor.ts";
 import { auroc } from "../eval/metrics.ts";
 import type { InferenceEngine } from "../infer/engine.ts";
@@ -38,50 +40,29 @@ export interface ModelScores {
   readonly thresholds: Thresholds;
 }
 
-/** Margins of {@linkcode decidePromotion}, as written by the user (all optional). */
+/**
+ * Margins of {@linkcode decidePromotion}: the four a pipeline file sets
+ * (`retrain.promotion.margins`, resolved; their defaults live in `src/config/defaults.ts`)
+ * and the fewest frames to decide on.
+ */
 export interface PromotionMargins {
   /**
    * How much larger the candidate's share of flagged normal frames may be than the
-   * current model's (absolute fraction). Default 0.05.
+   * current model's (absolute fraction).
    */
-  readonly flaggedFraction?: number;
-  /** How much higher its median normalised normal score may be. Default 0.1. */
-  readonly medianNormalized?: number;
-  /** How much lower its share of detected anomalous frames may be. Default 0.1. */
-  readonly detectedFraction?: number;
-  /** How much lower its AUROC (normal vs anomalous) may be. Default 0.02. */
-  readonly auroc?: number;
+  readonly flaggedFraction: number;
+  /** How much higher its median normalised normal score may be. */
+  readonly medianNormalized: number;
+  /** How much lower its share of detected anomalous frames may be. */
+  readonly detectedFraction: number;
+  /** How much lower its AUROC (normal vs anomalous) may be. */
+  readonly auroc: number;
   /** Fewest held-out normal frames to decide on. Default 1. */
   readonly minNormalFrames?: number;
 }
 
-/** {@linkcode PromotionMargins} with every default filled in. */
+/** {@linkcode PromotionMargins} with `minNormalFrames` filled in. */
 export type ResolvedPromotionMargins = Required<PromotionMargins>;
-
-/** The defaults of {@linkcode PromotionMargins}. */
-export const DEFAULT_MARGINS: ResolvedPromotionMargins = Object.freeze({
-  flaggedFraction: 0.05,
-  medianNormalized: 0.1,
-  detectedFraction: 0.1,
-  auroc: 0.02,
-  minNormalFrames: 1,
-});
-
-/** What one model scored on the held-out frames. */
-export interface ModelFigures {
-  /** Held-out normal frames scored. */
-  readonly normalFrames: number;
-  /** Share of them flagged anomalous, in [0, 1]. */
-  readonly flaggedFraction: number;
-  /** Median normalised score of them, in [0, 1] (0.5 is the threshold). */
-  readonly medianNormalized: number;
-  /** Frames marked anomalous scored. */
-  readonly anomalousFrames: number;
-  /** Share of those flagged anomalous, when there are any. */
-  readonly detectedFraction?: number;
-  /** AUROC of normal vs anomalous frames, when there are both. */
-  readonly auroc?: number;
-}
 
 /** The decision of {@linkcode decidePromotion}. */
 export interface PromotionDecision {
@@ -100,23 +81,23 @@ export interface PromotionDecision {
 }
 
 /**
- * Fills in the defaults of margins.
+ * Checks margins and fills in `minNormalFrames` (default 1).
  *
  * @throws {RangeError} naming the margin when one is negative or not finite, or
  * `minNormalFrames` is not a positive integer.
  */
-export function resolveMargins(margins: PromotionMargins = {}): ResolvedPromotionMargins {
-  const resolved = { ...DEFAULT_MARGINS, ...margins };
+export function resolveMargins(margins: PromotionMargins): ResolvedPromotionMargins {
+  const resolved = { minNormalFrames: 1, ...margins };
   for (const [key, value] of Object.entries(resolved)) {
     if (!Number.isFinite(value) || value < 0) {
       throw new RangeError(`Cannot use promotion margin ${key} ${value}: expected a number >= 0`);
     }
   }
-  if (!Number.isInteger(resolved.minNormalFrames) || resolved.minNormalFrames < 1) {
-    throw new RangeError(
-      `Cannot use minNormalFrames ${resolved.minNormalFrames}: expected an integer >= 1`,
-    );
-  }
+  assertPositiveInteger(
+    resolved.minNormalFrames,
+    "minNormalFrames",
+    "Cannot use promotion margins",
+  );
   return resolved;
 }
 
@@ -175,7 +156,8 @@ function num(x: number): string {
  * @example
  * ```ts
  * const t = { threshold: 1, min: 0, max: 2 };
- * decidePromotion({ normal: [0.2, 1.5], thresholds: t }, { normal: [0.2, 0.3], thresholds: t });
+ * const margins = { flaggedFraction: 0.05, medianNormalized: 0.1, detectedFraction: 0.1, auroc: 0.02 };
+ * decidePromotion({ normal: [0.2, 1.5], thresholds: t }, { normal: [0.2, 0.3], thresholds: t }, margins);
  * // { promote: false, reason: "candidate flags 50 % of held-out normal frames vs 0 % for the
  * //   current model (margin 5 %)", ... }
  * ```
@@ -185,7 +167,7 @@ function num(x: number): string {
 export function decidePromotion(
   candidate: ModelScores,
   current: ModelScores | undefined,
-  margins: PromotionMargins = {},
+  margins: PromotionMargins,
 ): PromotionDecision {
   const m = resolveMargins(margins);
   const cand = modelFigures(candidate, "candidate");
@@ -294,11 +276,7 @@ export async function scoreFrames(
   options: ScoreFramesOptions = {},
 ): Promise<Float64Array> {
   const batchSize = options.batchSize ?? 4;
-  if (!Number.isInteger(batchSize) || batchSize < 1) {
-    throw new RangeError(
-      `Cannot score frames in batches of ${batchSize}: expected an integer >= 1`,
-    );
-  }
+  assertPositiveInteger(batchSize, "batchSize", "Cannot score frames");
   const scores = new Float64Array(frames.length);
   for (let start = 0; start < frames.length; start += batchSize) {
     options.signal?.throwIfAborted();
@@ -342,7 +320,7 @@ export interface ValidateCandidateOptions extends ScoreFramesOptions {
   /** The held-out frames both models score. */
   readonly frames: HeldOutFrames;
   /** The margins of the decision. */
-  readonly margins?: PromotionMargins;
+  readonly margins: PromotionMargins;
 }
 
 const NORMALIZED_THRESHOLDS: Thresholds = Object.freeze({ threshold: 0.5, min: 0, max: 1 });
@@ -380,5 +358,5 @@ export async function validateCandidate(
   };
   const cand = await scoresOf(candidate, frames, scoring);
   const cur = current !== undefined ? await scoresOf(current, frames, scoring) : undefined;
-  return decidePromotion(cand, cur, margins ?? {});
+  return decidePromotion(cand, cur, margins);
 }

@@ -3,9 +3,9 @@ import { type Tensor, tensor } from "../core/tensor.ts";
 import type { InferenceEngine, InferenceOutput } from "../infer/engine.ts";
 import { createOnnxEngine } from "../infer/onnx/engine.ts";
 import { syntheticModel } from "../model/synthetic.ts";
+import { DEFAULTS } from "../config/defaults.ts";
 import {
   decidePromotion,
-  DEFAULT_MARGINS,
   modelFigures,
   resolveMargins,
   scoreFrames,
@@ -13,6 +13,14 @@ import {
 } from "./validate.ts";
 
 const T = { threshold: 1, min: 0, max: 2 };
+
+/** The margins as a pipeline file without `retrain.promotion.margins` resolves them. */
+const MARGINS = {
+  flaggedFraction: DEFAULTS.retrain.promotion.margins.flagged,
+  medianNormalized: DEFAULTS.retrain.promotion.margins.median_normalized,
+  detectedFraction: DEFAULTS.retrain.promotion.margins.detected,
+  auroc: DEFAULTS.retrain.promotion.margins.auroc,
+};
 
 /** n scores: `flagged` of them at 1.5 (above the threshold), the rest at `low`. */
 function scores(n: number, flagged: number, low = 0.4): number[] {
@@ -32,7 +40,7 @@ Deno.test("modelFigures() computes flagged share, median, detection and AUROC", 
 });
 
 Deno.test("decidePromotion() promotes the first model of a camera", () => {
-  const d = decidePromotion({ normal: scores(50, 1), thresholds: T }, undefined);
+  const d = decidePromotion({ normal: scores(50, 1), thresholds: T }, undefined, MARGINS);
   assertOk(d.promote);
   assertEquals(d.current, undefined);
   assertOk(d.reason.startsWith("no current model: candidate flags 2 % of held-out"), d.reason);
@@ -42,6 +50,7 @@ Deno.test("decidePromotion() refuses a candidate that flags more normal frames",
   const d = decidePromotion(
     { normal: scores(50, 6), thresholds: T },
     { normal: scores(50, 1), thresholds: T },
+    MARGINS,
   );
   assertEquals(d.promote, false);
   assertEquals(
@@ -57,6 +66,7 @@ Deno.test("decidePromotion() accepts a candidate within the margin", () => {
   const d = decidePromotion(
     { normal: scores(100, 7), thresholds: T },
     { normal: scores(100, 2), thresholds: T },
+    MARGINS,
   );
   assertOk(d.promote, d.reason);
   assertOk(d.reason.includes("candidate flags 7 % of held-out normal frames vs 2 %"), d.reason);
@@ -67,6 +77,7 @@ Deno.test("decidePromotion() promotes a candidate that fixes a drifted scene", (
   const d = decidePromotion(
     { normal: scores(20, 0, 0.3), thresholds: { threshold: 0.8, min: 0.1, max: 1.1 } },
     { normal: scores(20, 15), thresholds: T },
+    MARGINS,
   );
   assertOk(d.promote, d.reason);
   assertEquals(d.refusals, []);
@@ -77,6 +88,7 @@ Deno.test("decidePromotion() compares each model against its own thresholds", ()
   const d = decidePromotion(
     { normal: [40, 50, 60], thresholds: { threshold: 100, min: 0, max: 200 } },
     { normal: [0.4, 0.5, 0.6], thresholds: T },
+    MARGINS,
   );
   assertOk(d.promote, d.reason);
   assertAlmostEquals(d.candidate.medianNormalized, d.current!.medianNormalized, 1e-12);
@@ -86,6 +98,7 @@ Deno.test("decidePromotion() refuses a higher median normalised normal score", (
   const d = decidePromotion(
     { normal: scores(10, 0, 0.9), thresholds: T },
     { normal: scores(10, 0, 0.2), thresholds: T },
+    MARGINS,
   );
   assertEquals(d.promote, false);
   assertEquals(
@@ -97,7 +110,7 @@ Deno.test("decidePromotion() refuses a higher median normalised normal score", (
     decidePromotion(
       { normal: scores(10, 0, 0.9), thresholds: T },
       { normal: scores(10, 0, 0.2), thresholds: T },
-      { medianNormalized: 0.5 },
+      { ...MARGINS, medianNormalized: 0.5 },
     ).promote,
   );
 });
@@ -107,6 +120,7 @@ Deno.test("decidePromotion() refuses a candidate that misses marked anomalies", 
   const d = decidePromotion(
     { normal, anomalous: [1.5, 0.35, 0.3, 0.2], thresholds: T },
     { normal, anomalous: [1.5, 1.6, 1.7, 1.8], thresholds: T },
+    MARGINS,
   );
   assertEquals(d.promote, false);
   assertEquals(d.refusals.length, 2);
@@ -123,27 +137,38 @@ Deno.test("decidePromotion() refuses a candidate that misses marked anomalies", 
 
 Deno.test("decidePromotion() rejects unusable inputs", () => {
   assertThrows(
-    () => decidePromotion({ normal: [], thresholds: T }, undefined),
+    () => decidePromotion({ normal: [], thresholds: T }, undefined, MARGINS),
     RangeError,
     "no held-out normal frames",
   );
   assertThrows(
-    () => decidePromotion({ normal: [NaN], thresholds: T }, undefined),
+    () => decidePromotion({ normal: [NaN], thresholds: T }, undefined, MARGINS),
     RangeError,
     "NaN",
   );
   assertThrows(
-    () => decidePromotion({ normal: [1, 2], thresholds: T }, { normal: [1], thresholds: T }),
+    () =>
+      decidePromotion({ normal: [1, 2], thresholds: T }, { normal: [1], thresholds: T }, MARGINS),
     RangeError,
     "different frames",
   );
   assertThrows(
-    () => decidePromotion({ normal: [1], thresholds: T }, undefined, { minNormalFrames: 5 }),
+    () =>
+      decidePromotion({ normal: [1], thresholds: T }, undefined, {
+        ...MARGINS,
+        minNormalFrames: 5,
+      }),
     RangeError,
     "at least 5",
   );
-  assertThrows(() => resolveMargins({ auroc: -1 }), RangeError, "auroc");
-  assertEquals(resolveMargins(), DEFAULT_MARGINS);
+  assertThrows(() => resolveMargins({ ...MARGINS, auroc: -1 }), RangeError, "auroc");
+  assertEquals(resolveMargins(MARGINS), {
+    flaggedFraction: 0.05,
+    medianNormalized: 0.1,
+    detectedFraction: 0.1,
+    auroc: 0.02,
+    minNormalFrames: 1,
+  });
 });
 
 /** A fake engine whose score is the mean of the frame, to test batching cheaply. */
@@ -192,7 +217,7 @@ Deno.test("validateCandidate() judges normalised engines against 0.5", async () 
   const d = await validateCandidate(
     { engine: meanEngine("normalized"), thresholds: { threshold: 100, min: 0, max: 1 } },
     { engine: meanEngine(), thresholds: { threshold: 0.5, min: 0, max: 1 } },
-    { frames },
+    { frames, margins: MARGINS },
   );
   assertOk(d.promote, d.reason);
   assertEquals(d.candidate.detectedFraction, 1);
@@ -212,7 +237,7 @@ Deno.test("validateCandidate() runs ONNX engines of both models on real frames",
   const d = await validateCandidate(
     { engine: candidate, thresholds: { threshold: 1e9, min: 0, max: 1 } },
     { engine: current, thresholds: { threshold: 1e9, min: 0, max: 1 } },
-    { frames, batchSize: 2 },
+    { frames, margins: MARGINS, batchSize: 2 },
   );
   assertEquals(d.candidate.normalFrames, 2);
   assertEquals(d.candidate.flaggedFraction, 0);

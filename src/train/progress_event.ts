@@ -15,19 +15,15 @@
  *
  * @module
  */
+import type { TrainingProgress } from "../core/retrain_event.ts";
 
-/** How far a training is, as reported every few steps. */
-export interface TrainProgress {
-  /** Steps done. */
-  readonly step: number;
-  /** Steps in the run. */
-  readonly total: number;
-  /** The total loss at that step, when known. */
-  readonly loss?: number;
+/**
+ * How far a training is, as reported every few steps: the published progress of a
+ * retraining lifecycle event ({@linkcode TrainingProgress}) and the ETA as people read it.
+ */
+export interface TrainProgress extends TrainingProgress {
   /** The estimate of the time left, as people read it (`"7m34s"`), when known. */
   readonly eta?: string;
-  /** The same estimate in milliseconds, when known. */
-  readonly etaMs?: number;
 }
 
 /** How a training ended without an error: finished, or stopped with a checkpoint. */

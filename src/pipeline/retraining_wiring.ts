@@ -21,20 +21,21 @@
  */
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { errorMessage } from "../core/errors.ts";
 import type { Frame, ScoredFrame } from "../core/frame.ts";
 import type { Logger } from "../core/log.ts";
+import { eventReason, type RetrainEvent } from "../core/retrain_event.ts";
 import type { RetrainStatus } from "../core/status.ts";
 import type { ResolvedPipeline } from "../config/mod.ts";
 import type { InferenceStage } from "../infer/stage.ts";
 import type { MqttPublisher } from "../publish/publisher.ts";
 import type { Command } from "../publish/commands.ts";
-import type { ModelUpdate } from "../publish/payloads.ts";
 import type { InferenceEngine } from "../infer/engine.ts";
 import type { EfficientAdModel, Thresholds } from "../model/model.ts";
 import { writeProjectModel } from "../model/project_format.ts";
 import { FrameStore } from "../retrain/frame_store.ts";
 import { ModelRegistry } from "../retrain/registry.ts";
-import { RetrainCoordinator, type RetrainEvent } from "../retrain/coordinator.ts";
+import { RetrainCoordinator } from "../retrain/coordinator.ts";
 import { TrainingGate } from "../retrain/scheduler.ts";
 import { defaultTrainCommand } from "../retrain/train_process.ts";
 import { registryFailpoint } from "../retrain/failpoint.ts";
@@ -74,63 +75,6 @@ export interface Retraining extends AsyncDisposable {
   command(command: Command): void;
   /** Per key, for `/status`. */
   status(): RetrainStatus[];
-}
-
-function toUpdate(e: RetrainEvent): ModelUpdate {
-  const v = e.validation;
-  const decided = e.state === "promoted" || e.state === "refused" || e.state === "rolled_back" ||
-    e.state === "failed" || (e.state === "idle" && e.cancelled === true);
-  // The candidate: trained, validated or just decided on (a promoted one now serves).
-  const candidate = e.state === "validating" || e.state === "refused" ||
-      (e.state === "failed" && e.version !== undefined)
-    ? e.version
-    : undefined;
-  const serving = e.state === "promoted" || e.state === "rolled_back" ? e.version : e.serving;
-  const etaMs = e.progress?.etaMs;
-  return {
-    state: e.state,
-    at: e.at,
-    ...(serving !== undefined ? { modelVersion: serving } : {}),
-    ...(candidate !== undefined ? { candidateVersion: candidate } : {}),
-    ...(e.trigger !== undefined ? { trigger: e.trigger } : {}),
-    ...(e.triggerReason !== undefined || (e.reason !== undefined && !decided)
-      ? { triggerReason: e.triggerReason ?? e.reason! }
-      : {}),
-    ...(e.reason !== undefined && decided ? { decisionReason: e.reason } : {}),
-    ...(e.storeError !== undefined ? { storeError: e.storeError } : {}),
-    ...(e.collected !== undefined && e.needed !== undefined
-      ? { collecting: { frames: e.collected, needed: e.needed } }
-      : {}),
-    ...(e.progress !== undefined
-      ? {
-        training: {
-          step: e.progress.step,
-          total: e.progress.total,
-          ...(e.progress.loss !== undefined ? { loss: e.progress.loss } : {}),
-          ...(etaMs !== undefined ? { etaMs } : {}),
-        },
-      }
-      : {}),
-    ...(v !== undefined
-      ? {
-        validation: {
-          normalFrames: v.candidate.normalFrames,
-          anomalousFrames: v.candidate.anomalousFrames,
-          candidate: figures(v.candidate),
-          ...(v.current ? { current: figures(v.current) } : {}),
-        },
-      }
-      : {}),
-  };
-}
-
-function figures(f: NonNullable<RetrainEvent["validation"]>["candidate"]) {
-  return {
-    flaggedShare: f.flaggedFraction,
-    medianNormalizedScore: f.medianNormalized,
-    ...(f.detectedFraction !== undefined ? { detectedShare: f.detectedFraction } : {}),
-    ...(f.auroc !== undefined ? { auroc: f.auroc } : {}),
-  };
 }
 
 /**
@@ -199,7 +143,7 @@ export async function startRetraining(
         else if (cmd.command === "cancel") c.cancel();
         else {
           void c.rollback("MQTT command").catch((e) =>
-            k.log.warn("rollback refused", { error: (e as Error).message })
+            k.log.warn("rollback refused", { error: errorMessage(e) })
           );
         }
       },
@@ -221,6 +165,7 @@ interface Key {
   readonly log: Logger;
 }
 
+/** `/status`'s entry of a key: the coordinator's state and its last lifecycle event. */
 function keyStatus(k: Key, untrained: boolean): RetrainStatus {
   const s = k.coordinator.status();
   const e = s.lastEvent;
@@ -232,8 +177,8 @@ function keyStatus(k: Key, untrained: boolean): RetrainStatus {
     learning: untrained && s.bootstrapping,
     servingVersion: s.currentVersion ?? null,
     previousVersion: s.previousVersion ?? null,
-    reason: s.scheduler.trigger?.reason ?? e?.reason ?? null,
-    collecting: s.state === "collecting" && e?.collected !== undefined && e.needed !== undefined
+    reason: s.scheduler.trigger?.reason ?? (e !== undefined ? eventReason(e) : undefined) ?? null,
+    collecting: s.state === "collecting" && e?.state === "collecting"
       ? { frames: e.collected, needed: e.needed }
       : null,
     training: s.state === "training" && p !== undefined
@@ -260,10 +205,9 @@ function keyStatus(k: Key, untrained: boolean): RetrainStatus {
 
 /** One log line per lifecycle step worth a line (collecting: every 10th frame). */
 function logEvent(log: Logger, e: RetrainEvent): void {
-  const version = e.version !== undefined ? { version: e.version } : {};
   switch (e.state) {
     case "collecting":
-      if (e.collected !== undefined && e.needed !== undefined && e.collected % 10 === 0) {
+      if (e.collected % 10 === 0) {
         log.info("collecting frames", { frames: e.collected, needed: e.needed });
       }
       return;
@@ -272,30 +216,29 @@ function logEvent(log: Logger, e: RetrainEvent): void {
         log.info("training", {
           step: `${e.progress.step}/${e.progress.total}`,
           ...(e.progress.loss !== undefined ? { loss: e.progress.loss } : {}),
-          ...(e.progress.eta !== undefined ? { eta: e.progress.eta } : {}),
+          ...(e.progress.etaMs !== undefined ? { etaMs: e.progress.etaMs } : {}),
         });
       }
       return;
     case "validating":
-      log.info("validating the candidate", version);
+      log.info("validating the candidate", { version: e.candidate });
       return;
     case "promoted":
     case "rolled_back":
       log.info(e.state === "promoted" ? "candidate promoted" : "rolled back", {
-        ...version,
-        ...(e.reason !== undefined ? { reason: e.reason } : {}),
+        version: e.serving,
+        reason: e.decisionReason,
       });
       return;
     case "refused":
-    case "failed":
-      log.warn(e.state === "refused" ? "candidate refused" : "retraining failed", {
-        ...version,
-        ...(e.reason !== undefined ? { reason: e.reason } : {}),
-      });
+      log.warn("candidate refused", { version: e.candidate, reason: e.decisionReason });
       return;
-    default:
+    case "failed":
+      log.warn("retraining failed", { reason: e.decisionReason });
+      return;
+    case "idle":
       if (e.storeError !== undefined) return; // the coordinator logged it
-      if (e.cancelled === true) log.info("training cancelled");
+      if (e.cancelled) log.info("training cancelled");
   }
 }
 
@@ -386,23 +329,7 @@ async function startKey(
       eventGuardMs: r.store.eventGuardMs,
       duplicateThreshold: r.store.duplicateThreshold,
     },
-    triggers: {
-      ...(r.triggers.intervalMs !== null ? { interval: r.triggers.intervalMs } : {}),
-      dailyAt: r.triggers.dailyAt,
-      timeZone: r.triggers.timeZone,
-      ...(r.triggers.minNewFrames !== null ? { minNewFrames: r.triggers.minNewFrames } : {}),
-      ...(r.triggers.drift !== null
-        ? {
-          drift: {
-            window: r.triggers.drift.window,
-            ...(r.triggers.drift.bound !== null ? { bound: r.triggers.drift.bound } : {}),
-            ...(r.triggers.drift.factor !== null ? { factor: r.triggers.drift.factor } : {}),
-          },
-        }
-        : {}),
-      cooldown: r.triggers.cooldownMs,
-    },
-    ...(r.triggers.drift !== null ? { driftWindow: r.triggers.drift.window } : {}),
+    triggers: r.triggers,
     train: {
       steps: t.steps,
       extraArgs,
@@ -420,8 +347,7 @@ async function startKey(
       });
     },
     publish: (e) => {
-      const update = toUpdate(e);
-      for (const camera of cameras) wiring.publisher.publishModel(camera, update);
+      for (const camera of cameras) wiring.publisher.publishModel(camera, e);
       logEvent(log, e);
     },
     logger: log,
@@ -436,8 +362,10 @@ async function startKey(
     for (const camera of cameras) {
       wiring.publisher.publishModel(camera, {
         state: "idle",
-        modelVersion: current.id,
+        key,
         at: Date.now(),
+        serving: current.id,
+        cancelled: false,
       });
     }
   } else if (wiring.untrained) {
