@@ -376,10 +376,12 @@ export class MqttPublisher implements AsyncDisposable {
    * ```ts
    * function reportTraining(publisher: MqttPublisher) {
    *   publisher.publishModel("line-1", {
+   *     key: "line-1",
+   *     at: Date.now(),
    *     state: "training",
-   *     modelVersion: "efficientad-s@3",
+   *     serving: "efficientad-s@3",
    *     trigger: "drift",
-   *     training: { step: 400, total: 2000, loss: 0.0123, etaMs: 95_000 },
+   *     progress: { step: 400, total: 2000, loss: 0.0123, etaMs: 95_000 },
    *   });
    * }
    * ```

@@ -5,9 +5,12 @@
  *
  * @example
  * ```ts
+ * import { BootstrapGate } from "./bootstrap_gate.ts";
+ *
  * const gate = new BootstrapGate({ needed: 50, intervalMs: 1000, retryMs: 60_000 });
- * if (gate.admit(frame.capturedAt)) store(frame);
- * if (gate.start(storedFrames, Date.now())) startTraining();
+ * const now = Date.now();
+ * if (gate.admit(now)) console.log("store this frame");
+ * if (gate.start(50, now)) console.log("start the first training");
  * ```
  *
  * @module

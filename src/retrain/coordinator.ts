@@ -55,10 +55,16 @@
  *   logger: Logger,
  * ): Promise<void> {
  *   await using coordinator = new RetrainCoordinator({
- *     key: "line-1", store, registry, workDir: "out/retrain/line-1",
- *     triggers: { minNewFrames: 500 }, train: { steps: 2000 },
+ *     key: "line-1", store, registry, workDir: "out/retrain/line-1", bootstrapFrames: 50,
+ *     selector: { quantile: 0.5, minIntervalMs: 60_000, eventGuardMs: 30_000, duplicateThreshold: 3 },
+ *     margins: { flaggedFraction: 0.05, medianNormalized: 0.1, detectedFraction: 0.1, auroc: 0.02 },
+ *     triggers: {
+ *       intervalMs: null, dailyAt: [], timeZone: "utc", minNewFrames: 500, drift: null,
+ *       cooldownMs: 600_000,
+ *     },
+ *     train: { steps: 2000 },
  *     swap: (engine) => serve(engine),
- *     publish: (event) => logger.info("model", { ...event }),
+ *     publish: (event) => logger.info("model", { state: event.state }),
  *   });
  *   for await (const scored of frames) coordinator.observe(scored);
  * }

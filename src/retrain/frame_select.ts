@@ -20,10 +20,16 @@
  *
  * @example
  * ```ts
+ * import { FrameSelector } from "./frame_select.ts";
+ * import type { FrameStore } from "./frame_store.ts";
+ * import type { ScoredFrame } from "../core/frame.ts";
+ *
  * const selector = new FrameSelector({
  *   quantile: 0.5, minIntervalMs: 60_000, eventGuardMs: 30_000, duplicateThreshold: 3,
  * });
- * for (const keep of selector.offer(scored)) await store.add(keep.frame, { score: keep.score });
+ * async function collect(scored: ScoredFrame, store: FrameStore): Promise<void> {
+ *   for (const keep of selector.offer(scored)) await store.add(keep.frame, { score: keep.score });
+ * }
  * ```
  *
  * @module

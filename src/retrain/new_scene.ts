@@ -6,11 +6,18 @@
  *
  * @example
  * ```ts
- * const scene = new NewScene(store, writer, { window: 100, needed: 50 });
- * scene.noteKept(frame.capturedAt); // each frame kept as normal
- * scene.begin(Date.now()); // the drift trigger fired
- * const frames = await scene.collect(signal, (n) => console.log(`${n} of 50`));
- * scene.end();
+ * import { NewScene } from "./new_scene.ts";
+ * import type { FrameStore } from "./frame_store.ts";
+ * import type { StoreWriter } from "./store_writer.ts";
+ *
+ * async function learnNewScene(store: FrameStore, writer: StoreWriter, signal: AbortSignal) {
+ *   const scene = new NewScene(store, writer, { window: 100, needed: 50 });
+ *   scene.noteKept(Date.now()); // each frame kept as normal
+ *   scene.begin(Date.now()); // the drift trigger fired
+ *   const frames = await scene.collect(signal, (n) => console.log(`${n} of 50`));
+ *   scene.end();
+ *   return frames;
+ * }
  * ```
  *
  * @module

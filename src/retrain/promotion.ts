@@ -11,12 +11,23 @@
  *
  * @example
  * ```ts
- * const promoter = new Promoter({
- *   registry, store, margins: pipeline.retrain.promotion.margins,
- *   swap: (engine, model) => stage.setModel(engine, model),
- * });
- * const outcome = await promoter.validate(run.outDir, run.holdout, { reason: "drift: ..." });
- * if (outcome.kind === "refused") console.log(outcome.reason);
+ * import { Promoter, type SwapHook } from "./promotion.ts";
+ * import type { FrameStore } from "./frame_store.ts";
+ * import type { ModelRegistry } from "./registry.ts";
+ * import type { TrainingRun } from "./training_data.ts";
+ * import type { PromotionMargins } from "./validate.ts";
+ *
+ * async function decide(
+ *   registry: ModelRegistry,
+ *   store: FrameStore,
+ *   swap: SwapHook,
+ *   run: TrainingRun,
+ *   margins: PromotionMargins,
+ * ): Promise<void> {
+ *   const promoter = new Promoter({ registry, store, margins, swap });
+ *   const outcome = await promoter.validate(run.outDir, run.holdout, { reason: "drift: ..." });
+ *   if (outcome.kind === "refused") console.log(outcome.reason);
+ * }
  * ```
  *
  * @module

@@ -4,9 +4,12 @@
  *
  * @example
  * ```ts
+ * import { RecentFrames } from "./recent_frames.ts";
+ *
  * const recent = new RecentFrames(32);
- * recent.push(frame);
- * const marked = recent.find(7); // a Frame, or a RangeError saying why not
+ * const rgb = new Uint8Array(3);
+ * recent.push({ camera: "line-1", seq: 7, capturedAt: Date.now(), width: 1, height: 1, rgb });
+ * const marked = recent.find(7); // the frame, or a RangeError saying why not
  * ```
  *
  * @module

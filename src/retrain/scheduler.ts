@@ -193,7 +193,10 @@ export interface SchedulerStatus {
  *   validateAndPromote: (dir: string) => Promise<void>,
  * ): Promise<void> {
  *   await using scheduler = new RetrainScheduler({
- *     triggers: { interval: "6h", minNewFrames: 500, drift: { window: 100, factor: 1.3 } },
+ *     triggers: {
+ *       intervalMs: 6 * 3_600_000, dailyAt: [], timeZone: "utc", minNewFrames: 500,
+ *       drift: { window: 100, bound: null, factor: 1.3 }, cooldownMs: 600_000,
+ *     },
  *     train: { steps: 2000 },
  *     prepareData: async () => ({ dataDir: await snapshot(), outDir: nextDir() }),
  *     onResult: async ({ result }) => {

@@ -10,9 +10,15 @@
  *
  * @example
  * ```ts
- * const writer = new StoreWriter(store, { onError: (error) => console.warn(error) });
- * writer.write(frame, 0.12, () => console.log("stored"));
- * await writer.settled();
+ * import { StoreWriter } from "./store_writer.ts";
+ * import type { FrameStore } from "./frame_store.ts";
+ * import type { Frame } from "../core/frame.ts";
+ *
+ * async function keep(store: FrameStore, frame: Frame): Promise<void> {
+ *   const writer = new StoreWriter(store, { onError: (error) => console.warn(error) });
+ *   writer.write(frame, 0.12, () => console.log("stored"));
+ *   await writer.settled();
+ * }
  * ```
  *
  * @module

@@ -11,10 +11,18 @@
  *
  * @example
  * ```ts
- * const { frames, decoded } = await leaveOutOddFrames(store, store.list({ label: "normal" }));
- * const run = await writeTrainingRun(store, frames, {
- *   workDir: "out/retrain/line-1/work", run: 1, holdoutFraction: 0.2, decoded,
- * });
+ * import { leaveOutOddFrames, writeTrainingRun } from "./training_data.ts";
+ * import type { FrameStore } from "./frame_store.ts";
+ *
+ * async function prepare(store: FrameStore) {
+ *   const { frames, decoded } = await leaveOutOddFrames(store, store.list({ label: "normal" }));
+ *   return await writeTrainingRun(store, frames, {
+ *     workDir: "out/retrain/line-1/work",
+ *     run: 1,
+ *     holdoutFraction: 0.2,
+ *     decoded,
+ *   });
+ * }
  * ```
  *
  * @module

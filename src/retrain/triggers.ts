@@ -23,6 +23,9 @@
  *
  * @example
  * ```ts
+ * import { RetrainTriggers } from "./triggers.ts";
+ *
+ * const start = Date.now();
  * const triggers = new RetrainTriggers({
  *   intervalMs: 6 * 3_600_000, dailyAt: ["02:00"], timeZone: "utc", minNewFrames: 500,
  *   drift: null, cooldownMs: 600_000,

@@ -5,9 +5,13 @@
  *
  * @example
  * ```ts
- * await using proxy = new TcpProxy(broker.port);
- * // connect a client to 127.0.0.1:proxy.port ...
- * proxy.cut();
+ * import { TcpProxy } from "./tcp_proxy.ts";
+ *
+ * async function cutUnder(brokerPort: number): Promise<void> {
+ *   await using proxy = new TcpProxy(brokerPort);
+ *   // connect a client to 127.0.0.1:proxy.port ...
+ *   proxy.cut();
+ * }
  * ```
  *
  * @module
