@@ -40,31 +40,17 @@
  *
  * @example
  * ```ts
- * import { RetrainCoordinator } from "./coordinator.ts";
- * import type { FrameStore } from "./frame_store.ts";
- * import type { ModelRegistry } from "./registry.ts";
+ * import { RetrainCoordinator, type RetrainCoordinatorOptions } from "./coordinator.ts";
  * import type { ScoredFrame } from "../core/frame.ts";
- * import type { Logger } from "../core/log.ts";
- * import type { InferenceEngine } from "../infer/engine.ts";
  *
- * async function learn(
- *   store: FrameStore,
- *   registry: ModelRegistry,
- *   frames: AsyncIterable<ScoredFrame>,
- *   serve: (engine: InferenceEngine) => Promise<void>,
- *   logger: Logger,
- * ): Promise<void> {
+ * type Settings = Pick<
+ *   RetrainCoordinatorOptions,
+ *   "store" | "registry" | "selector" | "triggers" | "margins" | "swap"
+ * >;
+ * async function learn(settings: Settings, frames: AsyncIterable<ScoredFrame>): Promise<void> {
  *   await using coordinator = new RetrainCoordinator({
- *     key: "line-1", store, registry, workDir: "out/retrain/line-1", bootstrapFrames: 50,
- *     selector: { quantile: 0.5, minIntervalMs: 60_000, eventGuardMs: 30_000, duplicateThreshold: 3 },
- *     margins: { flaggedFraction: 0.05, medianNormalized: 0.1, detectedFraction: 0.1, auroc: 0.02 },
- *     triggers: {
- *       intervalMs: null, dailyAt: [], timeZone: "utc", minNewFrames: 500, drift: null,
- *       cooldownMs: 600_000,
- *     },
- *     train: { steps: 2000 },
- *     swap: (engine) => serve(engine),
- *     publish: (event) => logger.info("model", { state: event.state }),
+ *     ...settings, key: "line-1", workDir: "out/retrain/line-1", bootstrapFrames: 50,
+ *     train: { steps: 2000 }, publish: (event) => console.log(event.state),
  *   });
  *   for await (const scored of frames) coordinator.observe(scored);
  * }
