@@ -31,7 +31,7 @@ import { benchPipeline } from "./bench_config.ts";
 import { nearestRank } from "../src/core/percentiles.ts";
 import { Pipeline } from "../src/pipeline/pipeline.ts";
 import { DEFAULT_PREFIX } from "../src/publish/topics.ts";
-import { TestSubscriber } from "../src/publish/_test_utils.ts";
+import { TestSubscriber } from "../tests/support/mqtt_subscriber.ts";
 import { defaultTrainCommand, TrainProcess } from "../src/retrain/train_process.ts";
 import type { TrainProgress } from "../src/train/progress_event.ts";
 

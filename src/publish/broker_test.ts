@@ -5,7 +5,8 @@ import { EmbeddedBroker } from "./broker.ts";
 import { decodeMapPng } from "./map_png.ts";
 import type { ScoreMessage } from "./payloads.ts";
 import { MqttPublisher } from "./publisher.ts";
-import { deadline, syntheticScoredFrame, TestSubscriber } from "./_test_utils.ts";
+import { deadline, syntheticScoredFrame } from "./_test_utils.ts";
+import { TestSubscriber } from "../../tests/support/mqtt_subscriber.ts";
 
 function capture() {
   const lines: string[] = [];

@@ -5,7 +5,8 @@ import { TcpProxy } from "../../tests/support/tcp_proxy.ts";
 import { EmbeddedBroker } from "./broker.ts";
 import { type IncomingMessage, MqttConnection, type MqttConnectionOptions } from "./connection.ts";
 import type { OutgoingMessage } from "./queue.ts";
-import { captureLog, deadline, TestSubscriber } from "./_test_utils.ts";
+import { captureLog, deadline } from "./_test_utils.ts";
+import { TestSubscriber } from "../../tests/support/mqtt_subscriber.ts";
 
 function connection(url: string, options: Partial<MqttConnectionOptions> = {}): MqttConnection {
   return new MqttConnection({

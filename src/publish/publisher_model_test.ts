@@ -7,7 +7,8 @@ import { assertEquals, assertOk } from "../../tests/assert.ts";
 import { HAS_MOSQUITTO, Mosquitto } from "../../tests/support/mosquitto.ts";
 import type { Command } from "./commands.ts";
 import type { ModelMessage, ModelUpdate } from "./payloads.ts";
-import { captureLog, deadline, payloadJson, testPublisher, TestSubscriber } from "./_test_utils.ts";
+import { captureLog, deadline, testPublisher } from "./_test_utils.ts";
+import { payloadJson, TestSubscriber } from "../../tests/support/mqtt_subscriber.ts";
 
 const T0 = Date.UTC(2025, 5, 1, 12, 0, 0);
 

@@ -15,14 +15,8 @@ import {
   type TestCertificates,
 } from "../../tests/support/mosquitto.ts";
 import type { ScoreMessage } from "./payloads.ts";
-import {
-  captureLog,
-  deadline,
-  payloadJson,
-  syntheticScoredFrame,
-  testPublisher,
-  TestSubscriber,
-} from "./_test_utils.ts";
+import { captureLog, deadline, syntheticScoredFrame, testPublisher } from "./_test_utils.ts";
+import { payloadJson, TestSubscriber } from "../../tests/support/mqtt_subscriber.ts";
 
 interface Brokers {
   /** Plain TCP and WebSocket listeners. */

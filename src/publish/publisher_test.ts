@@ -23,15 +23,12 @@ import { TcpProxy } from "../../tests/support/tcp_proxy.ts";
 import { decodeMapPng } from "./map_png.ts";
 import type { EventMessage, ScoreMessage, StatsMessage, StatusMessage } from "./payloads.ts";
 import { MqttPublisher } from "./publisher.ts";
+import { captureLog, deadline, syntheticScoredFrame, testPublisher } from "./_test_utils.ts";
 import {
-  captureLog,
-  deadline,
   payloadJson,
   type ReceivedMessage,
-  syntheticScoredFrame,
-  testPublisher,
   TestSubscriber,
-} from "./_test_utils.ts";
+} from "../../tests/support/mqtt_subscriber.ts";
 
 const T0 = Date.UTC(2025, 5, 1, 12, 0, 0);
 
