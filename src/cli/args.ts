@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { assertPositiveInteger } from "../core/check.ts";
 import { InputError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import { type ArchitectureHints, type Artifact, loadArtifact } from "../model/artifact.ts";
@@ -10,6 +11,26 @@ import { syntheticModel } from "../model/synthetic.ts";
 import type { ModelSize } from "../model/config.ts";
 import type { EngineOptions, EngineType } from "../infer/create.ts";
 import type { ExecutionProvider } from "../infer/onnx/session.ts";
+
+/**
+ * The value of a flag that takes a positive integer.
+ *
+ * @throws {InputError} "Cannot use --<flag> <value>: expected a positive integer".
+ *
+ * @example
+ * ```ts
+ * positiveIntegerFlag("batch", "8"); // 8
+ * ```
+ */
+export function positiveIntegerFlag(flag: string, value: string): number {
+  try {
+    return assertPositiveInteger(Number(value), `--${flag}`);
+  } catch (e) {
+    throw new InputError(`Cannot use --${flag} ${value}: expected a positive integer`, {
+      cause: e,
+    });
+  }
+}
 
 /** The `parseArgs` option table of the model flags. */
 export const MODEL_FLAGS = {
@@ -85,13 +106,7 @@ export function engineOptionsFrom(v: ModelFlagValues): EngineOptions {
       throw new InputError(`Cannot use provider ${p}: expected one of ${PROVIDERS.join(", ")}`);
     }
   }
-  let threads: number | undefined;
-  if (v.threads !== undefined) {
-    threads = Number(v.threads);
-    if (!Number.isInteger(threads) || threads < 1) {
-      throw new InputError(`Cannot use --threads ${v.threads}: expected a positive integer`);
-    }
-  }
+  const threads = v.threads !== undefined ? positiveIntegerFlag("threads", v.threads) : undefined;
   return {
     type,
     executionProviders: providers as ExecutionProvider[],
