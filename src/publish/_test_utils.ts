@@ -1,14 +1,66 @@
 /**
- * Test helpers for this folder's tests: synthetic scored frames, a deadline, a capturing
- * logger and a publisher with test-friendly timings. (The MQTT subscriber that tests use
- * is `tests/support/mqtt_subscriber.ts`.)
+ * Test helpers for this folder's tests: the options a pipeline file's defaults resolve to
+ * (from `config/defaults.ts`, the one place of those defaults), synthetic scored frames, a
+ * deadline, a capturing logger and a publisher with test-friendly timings. (The MQTT
+ * subscriber that tests use is `tests/support/mqtt_subscriber.ts`.)
  *
  * @module
  */
 import type { ScoredFrame } from "../core/frame.ts";
 import { type Tensor, tensor } from "../core/tensor.ts";
 import { createLogger, type Logger } from "../core/log.ts";
-import { MqttPublisher, type MqttPublisherOptions } from "./publisher.ts";
+import { DEFAULTS } from "../config/defaults.ts";
+import type { EventRules } from "./events.ts";
+import { type MapPublishOptions, MqttPublisher, type MqttPublisherOptions } from "./publisher.ts";
+
+/** The event rules that a pipeline file's defaults resolve to. */
+export const DEFAULT_EVENT_RULES: EventRules = {
+  onThreshold: DEFAULTS.mqtt.events.on_threshold,
+  offThreshold: DEFAULTS.mqtt.events.off_threshold,
+  minDurationMs: DEFAULTS.mqtt.events.min_duration_ms,
+  updateIntervalMs: DEFAULTS.mqtt.events.update_interval_ms,
+};
+
+/** Whether a TLS connection checks the broker's certificate, by a pipeline file's default. */
+export const DEFAULT_REJECT_UNAUTHORIZED: boolean = DEFAULTS.mqtt.reject_unauthorized;
+
+/** The default topic prefix of a pipeline file. */
+export const DEFAULT_PREFIX: string = DEFAULTS.mqtt.topic_prefix;
+
+/** The default queue limit of a pipeline file. */
+export const DEFAULT_QUEUE_LIMIT: number = DEFAULTS.mqtt.queue_limit;
+
+/** {@linkcode MqttPublisherOptions} for a test: any of them, `map` and `events` in part. */
+export type TestPublisherOptions =
+  & Omit<Partial<MqttPublisherOptions>, "map" | "events">
+  & {
+    readonly map?: Partial<MapPublishOptions>;
+    readonly events?: Partial<EventRules>;
+  };
+
+/**
+ * The publisher options that a pipeline file's defaults resolve to (with a fresh client id
+ * each call, so that publishers of one test do not take each other's session), and
+ * `options` over them (`map` and `events` merged).
+ */
+export function publisherOptions(
+  url: string,
+  options: TestPublisherOptions = {},
+): MqttPublisherOptions {
+  const q = DEFAULTS.mqtt;
+  return {
+    clientId: `${q.client_id_prefix}${crypto.randomUUID().replaceAll("-", "").slice(0, 8)}`,
+    prefix: DEFAULT_PREFIX,
+    qos: q.qos,
+    retainStatus: q.retain_status,
+    queueLimit: DEFAULT_QUEUE_LIMIT,
+    statsIntervalMs: q.stats_interval_ms,
+    ...options,
+    url,
+    map: { everyN: q.map.every_n, onlyAnomalous: q.map.only_anomalous, ...options.map },
+    events: { ...DEFAULT_EVENT_RULES, ...options.events },
+  };
+}
 
 /** Options of {@linkcode syntheticScoredFrame}. */
 export interface SyntheticScoredOptions {
@@ -73,13 +125,12 @@ export function captureLog(): { lines: string[]; logger: Logger } {
   return { lines, logger: createLogger({ level: "debug", sink: (l) => lines.push(l) }) };
 }
 
-/** A publisher with test-friendly timings (fast reconnects, no periodic messages). */
-export function testPublisher(
-  url: string,
-  options: Partial<MqttPublisherOptions> = {},
-): MqttPublisher {
-  return new MqttPublisher({
-    url,
+/**
+ * A publisher with the pipeline defaults ({@linkcode publisherOptions}) and test-friendly
+ * timings (fast reconnects, no periodic messages).
+ */
+export function testPublisher(url: string, options: TestPublisherOptions = {}): MqttPublisher {
+  return new MqttPublisher(publisherOptions(url, {
     reconnectMinMs: 50,
     reconnectMaxMs: 200,
     connectTimeoutMs: 2000,
@@ -87,5 +138,5 @@ export function testPublisher(
     statusIntervalMs: 0,
     logger: captureLog().logger,
     ...options,
-  });
+  }));
 }

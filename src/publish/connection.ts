@@ -53,8 +53,8 @@ export interface MqttConnectionOptions {
   readonly username?: string;
   /** Never logged. */
   readonly password?: string;
-  /** Most messages waiting while the broker is away. Default 1000. */
-  readonly queueLimit?: number;
+  /** Most messages waiting while the broker is away (a pipeline's `mqtt.queue_limit`). */
+  readonly queueLimit: number;
   /** Most messages sent and not yet acknowledged. Default 32 (or the broker's Receive Maximum). */
   readonly maxInFlight?: number;
   /** The last will, registered with every connection. */
@@ -125,7 +125,11 @@ const TRANSPORT_ERROR = /connection closed|disconnect|stream|socket|ECONN|EPIPE/
  * @example
  * ```ts
  * async function hello(signal: AbortSignal) {
- *   await using connection = new MqttConnection({ url: "ws://127.0.0.1:9001/mqtt", clientId: "c1" });
+ *   await using connection = new MqttConnection({
+ *     url: "ws://127.0.0.1:9001/mqtt",
+ *     clientId: "c1",
+ *     queueLimit: 1000,
+ *   });
  *   connection.publish({ topic: "t", payload: "hello", qos: 1, retain: false });
  *   await connection.flush({ signal });
  * }
@@ -182,7 +186,7 @@ export class MqttConnection implements AsyncDisposable {
     this.clientId = options.clientId;
     this.#log = options.logger ?? createLogger({ scope: "mqtt" });
     this.#warn = new WarnOnce(this.#log, (text) => this.redact(text));
-    this.#queue = new OutgoingQueue(options.queueLimit ?? 1000);
+    this.#queue = new OutgoingQueue(options.queueLimit);
     this.#maxInFlight = assertPositiveInteger(
       options.maxInFlight ?? 32,
       "max in flight",

@@ -15,7 +15,13 @@ import {
   type TestCertificates,
 } from "../../tests/support/mosquitto.ts";
 import type { ScoreMessage } from "./payloads.ts";
-import { captureLog, deadline, syntheticScoredFrame, testPublisher } from "./_test_utils.ts";
+import {
+  captureLog,
+  deadline,
+  DEFAULT_REJECT_UNAUTHORIZED,
+  syntheticScoredFrame,
+  testPublisher,
+} from "./_test_utils.ts";
 import { payloadJson, TestSubscriber } from "../../tests/support/mqtt_subscriber.ts";
 
 interface Brokers {
@@ -79,7 +85,14 @@ Deno.test({
           prefix: scheme,
           logger,
           ...(TLS.has(scheme)
-            ? { tls: { ca: certs.ca, cert: certs.clientCert, key: certs.clientKey } }
+            ? {
+              tls: {
+                ca: certs.ca,
+                cert: certs.clientCert,
+                key: certs.clientKey,
+                rejectUnauthorized: DEFAULT_REJECT_UNAUTHORIZED,
+              },
+            }
             : {}),
         });
         assertEquals(pub.url, url);

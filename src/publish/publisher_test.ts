@@ -23,7 +23,14 @@ import { TcpProxy } from "../../tests/support/tcp_proxy.ts";
 import { decodeMapPng } from "./map_png.ts";
 import type { EventMessage, ScoreMessage, StatsMessage, StatusMessage } from "./payloads.ts";
 import { MqttPublisher } from "./publisher.ts";
-import { captureLog, deadline, syntheticScoredFrame, testPublisher } from "./_test_utils.ts";
+import {
+  captureLog,
+  deadline,
+  DEFAULT_REJECT_UNAUTHORIZED,
+  publisherOptions,
+  syntheticScoredFrame,
+  testPublisher,
+} from "./_test_utils.ts";
 import {
   payloadJson,
   type ReceivedMessage,
@@ -373,6 +380,7 @@ Deno.test({
         ca: join(dir, "ca.crt"),
         cert: join(dir, "client.crt"),
         key: join(dir, "client.key"),
+        rejectUnauthorized: DEFAULT_REJECT_UNAUTHORIZED,
       };
       const files = { ca: Deno.readTextFileSync(tls.ca), cert: "", key: "" };
       files.cert = Deno.readTextFileSync(tls.cert);
@@ -465,27 +473,35 @@ Deno.test({
 
 Deno.test("MqttPublisher() rejects bad options plainly", () => {
   assertThrows(
-    () => new MqttPublisher({ url: "http://localhost" }),
+    () => new MqttPublisher(publisherOptions("http://localhost")),
     RangeError,
     "Cannot use MQTT broker URL http://localhost: expected mqtt:// or mqtts://",
   );
   assertThrows(
-    () => new MqttPublisher({ url: "mqtt://localhost", tls: { ca: "/x" } }),
+    () =>
+      new MqttPublisher(
+        publisherOptions("mqtt://localhost", { tls: { ca: "/x", rejectUnauthorized: true } }),
+      ),
     RangeError,
     "Cannot use TLS files with MQTT broker URL",
   );
   assertThrows(
-    () => new MqttPublisher({ url: "mqtts://localhost", tls: { ca: "/nonexistent/ca.crt" } }),
+    () =>
+      new MqttPublisher(
+        publisherOptions("mqtts://localhost", {
+          tls: { ca: "/nonexistent/ca.crt", rejectUnauthorized: true },
+        }),
+      ),
     Error,
     "Cannot read MQTT TLS CA file /nonexistent/ca.crt",
   );
   assertThrows(
-    () => new MqttPublisher({ url: "mqtt://localhost", prefix: "a/#" }),
+    () => new MqttPublisher(publisherOptions("mqtt://localhost", { prefix: "a/#" })),
     RangeError,
     "Cannot use MQTT topic prefix",
   );
   assertThrows(
-    () => new MqttPublisher({ url: "mqtt://localhost", map: { width: 10 } }),
+    () => new MqttPublisher(publisherOptions("mqtt://localhost", { map: { width: 10 } })),
     RangeError,
     "give both width and height",
   );

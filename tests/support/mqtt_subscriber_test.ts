@@ -8,7 +8,7 @@ import { payloadJson, TestSubscriber } from "./mqtt_subscriber.ts";
 const quiet = createLogger({ level: "error", sink: () => {} });
 
 Deno.test("TestSubscriber keeps what arrives and waits for the messages asked for", async () => {
-  await using broker = await EmbeddedBroker.start({ port: 0, logger: quiet });
+  await using broker = await EmbeddedBroker.start({ host: "127.0.0.1", port: 0, logger: quiet });
   await using sub = await TestSubscriber.connect(broker.url, {
     topics: ["t/#"],
     client: { protocolVersion: broker.protocolVersion },
