@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { DEFAULTS } from "../config/defaults.ts";
 import { assertPositiveInteger } from "../core/check.ts";
 import { InputError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
@@ -96,11 +97,13 @@ export function hintsFrom(v: ModelFlagValues): ArchitectureHints {
  * @throws {InputError} on an unknown engine or provider, or a bad thread count.
  */
 export function engineOptionsFrom(v: ModelFlagValues): EngineOptions {
-  const type = (v.engine ?? "onnx") as EngineType;
+  const type = (v.engine ?? DEFAULTS.model.engine) as EngineType;
   if (type !== "onnx" && type !== "tfjs") {
     throw new InputError(`Cannot use --engine ${v.engine}: expected onnx or tfjs`);
   }
-  const providers = (v.providers ?? "cpu").split(",").map((p) => p.trim().toLowerCase());
+  const providers = (v.providers ?? DEFAULTS.model.execution_providers.join(",")).split(",").map((
+    p,
+  ) => p.trim().toLowerCase());
   for (const p of providers) {
     if (!PROVIDERS.includes(p as ExecutionProvider)) {
       throw new InputError(`Cannot use provider ${p}: expected one of ${PROVIDERS.join(", ")}`);

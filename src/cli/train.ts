@@ -7,6 +7,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { DEFAULTS } from "../config/defaults.ts";
 import { assertNonNegativeInteger, assertPositiveInteger } from "../core/check.ts";
 import { errorMessage, InputError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
@@ -17,7 +18,6 @@ import type { ProgressWriter } from "../train/progress_display.ts";
 import { type TrainEvent, trainEventLine } from "../train/progress_event.ts";
 import {
   DEFAULT_CHECKPOINT_EVERY,
-  DEFAULT_ENGINE,
   type TrainEngine,
   trainModel,
   type TrainOutcome,
@@ -160,7 +160,7 @@ export function parseTrainArgs(args: readonly string[]): TrainFlags {
       throw new InputError("Cannot train: --out <model dir> is required");
     }
   }
-  const engine = (values.engine ?? DEFAULT_ENGINE) as TrainEngine;
+  const engine = (values.engine ?? DEFAULTS.retrain.training.engine) as TrainEngine;
   if (engine !== "onnx" && engine !== "tfjs") {
     throw new InputError(`Cannot use --engine ${values.engine}: expected onnx or tfjs`);
   }
