@@ -60,29 +60,40 @@ export interface ModelFlagValues {
 const PROVIDERS: readonly ExecutionProvider[] = ["tensorrt", "cuda", "webgpu", "cpu"];
 
 /**
+ * The value of `--size`: `s` or `m`, in either case.
+ *
+ * @throws {InputError} "Cannot use --size <value>: expected s or m".
+ */
+export function sizeFlag(value: string): ModelSize {
+  const s = value.toLowerCase();
+  if (s !== "s" && s !== "m") throw new InputError(`Cannot use --size ${value}: expected s or m`);
+  return s;
+}
+
+/**
+ * The value of `--image-size`: `HxW`, or one number for a square.
+ *
+ * @throws {InputError} "Cannot use --image-size <value>: expected HxW (e.g. 256x256) or one
+ * number".
+ */
+export function imageSizeFlag(value: string): [number, number] {
+  const m = /^(\d+)(?:x(\d+))?$/.exec(value);
+  if (!m) {
+    throw new InputError(
+      `Cannot use --image-size ${value}: expected HxW (e.g. 256x256) or one number`,
+    );
+  }
+  return [Number(m[1]), Number(m[2] ?? m[1])];
+}
+
+/**
  * Turns the flags into architecture hints for bare state dicts.
  *
  * @throws {InputError} on a bad `--size` or `--image-size`.
  */
 export function hintsFrom(v: ModelFlagValues): ArchitectureHints {
-  let size: ModelSize | undefined;
-  if (v.size !== undefined) {
-    const s = v.size.toLowerCase();
-    if (s !== "s" && s !== "m") {
-      throw new InputError(`Cannot use --size ${v.size}: expected s or m`);
-    }
-    size = s;
-  }
-  let imageSize: [number, number] | undefined;
-  if (v["image-size"] !== undefined) {
-    const m = /^(\d+)(?:x(\d+))?$/.exec(v["image-size"]);
-    if (!m) {
-      throw new InputError(
-        `Cannot use --image-size ${v["image-size"]}: expected HxW (e.g. 256x256) or one number`,
-      );
-    }
-    imageSize = [Number(m[1]), Number(m[2] ?? m[1])];
-  }
+  const size = v.size !== undefined ? sizeFlag(v.size) : undefined;
+  const imageSize = v["image-size"] !== undefined ? imageSizeFlag(v["image-size"]) : undefined;
   return {
     ...(size ? { size } : {}),
     ...(v.padding ? { padding: true } : {}),

@@ -11,7 +11,7 @@ import { DEFAULTS } from "../config/defaults.ts";
 import { assertNonNegativeInteger, assertPositiveInteger } from "../core/check.ts";
 import { errorMessage, InputError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
-import type { ModelSize } from "../model/config.ts";
+import { imageSizeFlag, sizeFlag } from "./args.ts";
 import type { CalibrationSource } from "../train/data.ts";
 import type { TrainStepFactory } from "../train/loop.ts";
 import type { ProgressWriter } from "../train/progress_display.ts";
@@ -109,25 +109,10 @@ export function parseTrainArgs(args: readonly string[]): TrainFlags {
   } catch (e) {
     throw new InputError(`Cannot parse train options: ${errorMessage(e)}`, { cause: e });
   }
-  let size: ModelSize | undefined;
-  if (values.size !== undefined) {
-    const s = values.size.toLowerCase();
-    if (s !== "s" && s !== "m") {
-      throw new InputError(`Cannot use --size ${values.size}: expected s or m`);
-    }
-    size = s;
-  }
+  const size = values.size !== undefined ? sizeFlag(values.size) : undefined;
   let imageSize: [number, number] | undefined;
   if (values["image-size"] !== undefined) {
-    const m = /^(\d+)(?:x(\d+))?$/.exec(values["image-size"]);
-    if (!m) {
-      throw new InputError(
-        `Cannot use --image-size ${
-          values["image-size"]
-        }: expected HxW (e.g. 256x256) or one number`,
-      );
-    }
-    imageSize = [Number(m[1]), Number(m[2] ?? m[1])];
+    imageSize = imageSizeFlag(values["image-size"]);
     if (imageSize[0] < 256 || imageSize[1] < 256) {
       throw new InputError(
         `Cannot use --image-size ${

@@ -43,7 +43,11 @@ export type { LastWill } from "./client_options.ts";
 
 /** Options of {@linkcode MqttConnection}. */
 export interface MqttConnectionOptions {
-  /** The broker, `<scheme>://host:port[/path]` with a scheme of `MQTT_SCHEMES` (`core/mqtt_url.ts`). */
+  /**
+   * The broker, `<scheme>://host:port[/path]` with a scheme of `MQTT_SCHEMES`
+   * (`core/mqtt_url.ts`): `mqtt` or `tcp` (TCP), `mqtts` or `tls` (TLS), `ws` or `wss`
+   * (WebSocket; the URL path is the WebSocket path, e.g. `/mqtt`).
+   */
   readonly url: string;
   readonly clientId: string;
   /** MQTT protocol version: 5, or 4 (3.1.1). Default: 5, falling back to 4 (see the module doc). */
@@ -75,6 +79,29 @@ export interface MqttConnectionOptions {
   /** Aborting it closes the connection (as {@linkcode MqttConnection.close}). */
   readonly signal?: AbortSignal;
 }
+
+/** The keys of {@linkcode ConnectionSettings}. */
+export const CONNECTION_SETTINGS = [
+  "url",
+  "clientId",
+  "protocolVersion",
+  "tls",
+  "username",
+  "password",
+  "queueLimit",
+  "maxInFlight",
+  "reconnectMinMs",
+  "reconnectMaxMs",
+  "connectTimeoutMs",
+  "keepaliveS",
+  "closeTimeoutMs",
+] as const satisfies readonly (keyof MqttConnectionOptions)[];
+
+/**
+ * The options of a connection that its owner (the publisher) takes and passes through as
+ * they are: the broker, the credentials, the limits and the timings.
+ */
+export type ConnectionSettings = Pick<MqttConnectionOptions, typeof CONNECTION_SETTINGS[number]>;
 
 /** A message that arrived on a subscription. */
 export interface IncomingMessage {

@@ -21,12 +21,11 @@ import { createLogger, type Logger } from "../core/log.ts";
 import type { PipelineStatus } from "../core/status.ts";
 import { type CommandCounters, CommandReceiver } from "./command_receiver.ts";
 import type { Command } from "./commands.ts";
-import { MqttConnection } from "./connection.ts";
+import { CONNECTION_SETTINGS, type ConnectionSettings, MqttConnection } from "./connection.ts";
 import { type AnomalyEvent, type EventRules, EventTracker } from "./events.ts";
 import { MessageBuilder } from "./messages.ts";
 import { type ModelUpdate, statsMessage, type StatsSample } from "./payloads.ts";
 import type { OutgoingMessage } from "./queue.ts";
-import type { TlsFileOptions } from "./tls_files.ts";
 import { checkCameraName, type Topics, topics } from "./topics.ts";
 import { WarnOnce } from "./warn_once.ts";
 
@@ -54,33 +53,13 @@ export interface MapPublishOptions {
  * pipeline passes its resolved `mqtt` section, whose defaults are in `config/defaults.ts`.
  * The rest (protocol, in-flight window, timings) has the defaults of this stage.
  */
-export interface MqttPublisherOptions {
-  /**
-   * The broker: `mqtt://` or `tcp://` (TCP), `mqtts://` or `tls://` (TLS), `ws://` or
-   * `wss://` (WebSocket; the URL path is the WebSocket path, e.g. `/mqtt`).
-   */
-  readonly url: string;
-  readonly clientId: string;
+export interface MqttPublisherOptions extends ConnectionSettings {
   /** Topic prefix. */
   readonly prefix: string;
   /** QoS of `score`, `map` and `stats`. `event`, `status` and `available` use `max(qos, 1)`. */
   readonly qos: 0 | 1 | 2;
   /** Retain `status` messages. */
   readonly retainStatus: boolean;
-  /**
-   * MQTT protocol version: 5, or 4 (3.1.1). Default: 5, falling back to 4 by itself when
-   * the broker refuses 5 (the embedded broker speaks 3.1.1 only).
-   */
-  readonly protocolVersion?: 4 | 5;
-  /** TLS files, read when the publisher is made (use a TLS URL: `mqtts`, `tls`, `wss`). */
-  readonly tls?: TlsFileOptions;
-  readonly username?: string;
-  /** Never logged. */
-  readonly password?: string;
-  /** Most messages waiting while the broker is away. */
-  readonly queueLimit: number;
-  /** Most messages sent and not yet acknowledged. Default 32 (or the broker's Receive Maximum). */
-  readonly maxInFlight?: number;
   readonly map: MapPublishOptions;
   readonly events: EventRules;
   /** Period of `<prefix>/stats`, ms; 0 disables it. Needs `stats`. */
@@ -89,16 +68,6 @@ export interface MqttPublisherOptions {
   readonly statusIntervalMs?: number;
   /** Where periodic stats (and camera statuses) come from. */
   readonly stats?: () => PipelineStatus;
-  /** Reconnect backoff: first delay, ms. Default 500. */
-  readonly reconnectMinMs?: number;
-  /** Reconnect backoff: longest delay, ms. Default 30 000. */
-  readonly reconnectMaxMs?: number;
-  /** Give up a connection attempt after this long, ms. Default 10 000. */
-  readonly connectTimeoutMs?: number;
-  /** MQTT keep-alive, seconds. Default 30. */
-  readonly keepaliveS?: number;
-  /** On close, how long to wait for the queue to drain, ms. Default 2000. */
-  readonly closeTimeoutMs?: number;
   readonly logger?: Logger;
   /** Aborting it closes the publisher (as {@linkcode MqttPublisher.close}). */
   readonly signal?: AbortSignal;
@@ -220,27 +189,13 @@ export class MqttPublisher implements AsyncDisposable {
     this.#signal = options.signal;
     const offline = this.#build.available("offline");
     this.#connection = new MqttConnection({
-      url: options.url,
-      clientId: this.clientId,
+      ...pick(options, CONNECTION_SETTINGS),
       will: { topic: offline.topic, payload: "offline", qos: offline.qos, retain: true },
       birth: this.#build.available("online"),
-      queueLimit: options.queueLimit,
       logger: this.#log,
       // An already aborted signal: the connection never starts. A later abort goes through
       // close(), which queues the shutdown events and `offline` before the connection ends.
       ...(this.#signal?.aborted ? { signal: this.#signal } : {}),
-      ...pick(options, [
-        "protocolVersion",
-        "tls",
-        "username",
-        "password",
-        "maxInFlight",
-        "reconnectMinMs",
-        "reconnectMaxMs",
-        "connectTimeoutMs",
-        "keepaliveS",
-        "closeTimeoutMs",
-      ]),
     });
     this.url = this.#connection.url;
     this.#warn = new WarnOnce(this.#log, (text) => this.#connection.redact(text));
