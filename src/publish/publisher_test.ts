@@ -33,6 +33,7 @@ import {
 } from "./_test_utils.ts";
 import {
   payloadJson,
+  persistentSession,
   type ReceivedMessage,
   TestSubscriber,
 } from "../../tests/support/mqtt_subscriber.ts";
@@ -288,11 +289,7 @@ Deno.test({
   ignore: !HAS_MOSQUITTO,
   async fn() {
     await using broker = await Mosquitto.start({ persistence: true });
-    const archive = {
-      topics: ["efficientad/+/event"],
-      qos: 1 as const,
-      client: { clientId: "event-archive", clean: false, protocolVersion: 4 as const },
-    };
+    const archive = persistentSession("event-archive", ["efficientad/+/event"]);
     // A persistent session: the broker keeps its QoS 1 messages while it is away.
     await (await TestSubscriber.connect(broker.url, archive)).close();
     const pub = publisher(broker.url, { events: { minDurationMs: 0, updateIntervalMs: 0 } });
@@ -540,11 +537,7 @@ Deno.test({
   ignore: !HAS_MOSQUITTO,
   async fn() {
     await using broker = await Mosquitto.start({ persistence: true });
-    const archive = {
-      topics: ["efficientad/+/event"],
-      qos: 1 as const,
-      client: { clientId: "archive-2", clean: false, protocolVersion: 4 as const },
-    };
+    const archive = persistentSession("archive-2", ["efficientad/+/event"]);
     await (await TestSubscriber.connect(broker.url, archive)).close();
     const pub = publisher(broker.url, {
       queueLimit: 5000,

@@ -32,6 +32,18 @@ export interface TestSubscriberOptions {
 }
 
 /**
+ * Options of a persistent QoS 1 session (MQTT 3.1.1, clean session off): connect and close
+ * once to open it, and the broker keeps the session's QoS 1 messages until the next
+ * connection with the same options.
+ */
+export function persistentSession(
+  clientId: string,
+  topics: readonly string[],
+): TestSubscriberOptions {
+  return { topics, qos: 1, client: { clientId, clean: false, protocolVersion: 4 } };
+}
+
+/**
  * An mqtt.js subscriber that keeps every message it receives, in order.
  *
  * @example

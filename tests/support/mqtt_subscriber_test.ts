@@ -3,7 +3,7 @@ import mqtt from "mqtt";
 import { EmbeddedBroker } from "../../src/publish/broker.ts";
 import { createLogger } from "../../src/core/log.ts";
 import { assertEquals, assertRejects } from "../assert.ts";
-import { payloadJson, TestSubscriber } from "./mqtt_subscriber.ts";
+import { payloadJson, persistentSession, TestSubscriber } from "./mqtt_subscriber.ts";
 
 const quiet = createLogger({ level: "error", sink: () => {} });
 
@@ -29,4 +29,12 @@ Deno.test("TestSubscriber keeps what arrives and waits for the messages asked fo
   } finally {
     await client.endAsync();
   }
+});
+
+Deno.test("persistentSession() asks for a QoS 1 session that the broker keeps", () => {
+  assertEquals(persistentSession("archive", ["t/#"]), {
+    topics: ["t/#"],
+    qos: 1,
+    client: { clientId: "archive", clean: false, protocolVersion: 4 },
+  });
 });
