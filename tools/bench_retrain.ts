@@ -30,8 +30,7 @@ import { createLogger } from "../src/core/log.ts";
 import { benchPipeline } from "./bench_config.ts";
 import { nearestRank } from "../src/core/percentiles.ts";
 import { Pipeline } from "../src/pipeline/pipeline.ts";
-import { DEFAULT_PREFIX } from "../src/publish/topics.ts";
-import { TestSubscriber } from "../src/publish/_test_utils.ts";
+import { TestSubscriber } from "../tests/support/mqtt_subscriber.ts";
 import { defaultTrainCommand, TrainProcess } from "../src/retrain/train_process.ts";
 import type { TrainProgress } from "../src/train/progress_event.ts";
 
@@ -223,7 +222,7 @@ async function bench(signal: AbortSignal): Promise<void> {
     await using pipeline = await Pipeline.start(config, { logger: log });
     engine = pipeline.status().model.engine;
     await using scores = await TestSubscriber.connect(pipeline.mqttUrl, {
-      topics: [`${DEFAULT_PREFIX}/+/score`],
+      topics: [`${config.mqtt.topicPrefix}/+/score`],
       qos: 0,
       client: { protocolVersion: 4 },
     });

@@ -3,6 +3,8 @@
  *
  * @module
  */
+import { DEFAULTS } from "../config/defaults.ts";
+import { assertPositiveInteger } from "../core/check.ts";
 import { InputError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import { type ArchitectureHints, type Artifact, loadArtifact } from "../model/artifact.ts";
@@ -10,6 +12,26 @@ import { syntheticModel } from "../model/synthetic.ts";
 import type { ModelSize } from "../model/config.ts";
 import type { EngineOptions, EngineType } from "../infer/create.ts";
 import type { ExecutionProvider } from "../infer/onnx/session.ts";
+
+/**
+ * The value of a flag that takes a positive integer.
+ *
+ * @throws {InputError} "Cannot use --<flag> <value>: expected a positive integer".
+ *
+ * @example
+ * ```ts
+ * positiveIntegerFlag("batch", "8"); // 8
+ * ```
+ */
+export function positiveIntegerFlag(flag: string, value: string): number {
+  try {
+    return assertPositiveInteger(Number(value), `--${flag}`);
+  } catch (e) {
+    throw new InputError(`Cannot use --${flag} ${value}: expected a positive integer`, {
+      cause: e,
+    });
+  }
+}
 
 /** The `parseArgs` option table of the model flags. */
 export const MODEL_FLAGS = {
@@ -38,29 +60,40 @@ export interface ModelFlagValues {
 const PROVIDERS: readonly ExecutionProvider[] = ["tensorrt", "cuda", "webgpu", "cpu"];
 
 /**
+ * The value of `--size`: `s` or `m`, in either case.
+ *
+ * @throws {InputError} "Cannot use --size <value>: expected s or m".
+ */
+export function sizeFlag(value: string): ModelSize {
+  const s = value.toLowerCase();
+  if (s !== "s" && s !== "m") throw new InputError(`Cannot use --size ${value}: expected s or m`);
+  return s;
+}
+
+/**
+ * The value of `--image-size`: `HxW`, or one number for a square.
+ *
+ * @throws {InputError} "Cannot use --image-size <value>: expected HxW (e.g. 256x256) or one
+ * number".
+ */
+export function imageSizeFlag(value: string): [number, number] {
+  const m = /^(\d+)(?:x(\d+))?$/.exec(value);
+  if (!m) {
+    throw new InputError(
+      `Cannot use --image-size ${value}: expected HxW (e.g. 256x256) or one number`,
+    );
+  }
+  return [Number(m[1]), Number(m[2] ?? m[1])];
+}
+
+/**
  * Turns the flags into architecture hints for bare state dicts.
  *
  * @throws {InputError} on a bad `--size` or `--image-size`.
  */
 export function hintsFrom(v: ModelFlagValues): ArchitectureHints {
-  let size: ModelSize | undefined;
-  if (v.size !== undefined) {
-    const s = v.size.toLowerCase();
-    if (s !== "s" && s !== "m") {
-      throw new InputError(`Cannot use --size ${v.size}: expected s or m`);
-    }
-    size = s;
-  }
-  let imageSize: [number, number] | undefined;
-  if (v["image-size"] !== undefined) {
-    const m = /^(\d+)(?:x(\d+))?$/.exec(v["image-size"]);
-    if (!m) {
-      throw new InputError(
-        `Cannot use --image-size ${v["image-size"]}: expected HxW (e.g. 256x256) or one number`,
-      );
-    }
-    imageSize = [Number(m[1]), Number(m[2] ?? m[1])];
-  }
+  const size = v.size !== undefined ? sizeFlag(v.size) : undefined;
+  const imageSize = v["image-size"] !== undefined ? imageSizeFlag(v["image-size"]) : undefined;
   return {
     ...(size ? { size } : {}),
     ...(v.padding ? { padding: true } : {}),
@@ -75,23 +108,19 @@ export function hintsFrom(v: ModelFlagValues): ArchitectureHints {
  * @throws {InputError} on an unknown engine or provider, or a bad thread count.
  */
 export function engineOptionsFrom(v: ModelFlagValues): EngineOptions {
-  const type = (v.engine ?? "onnx") as EngineType;
+  const type = (v.engine ?? DEFAULTS.model.engine) as EngineType;
   if (type !== "onnx" && type !== "tfjs") {
     throw new InputError(`Cannot use --engine ${v.engine}: expected onnx or tfjs`);
   }
-  const providers = (v.providers ?? "cpu").split(",").map((p) => p.trim().toLowerCase());
+  const providers = (v.providers ?? DEFAULTS.model.execution_providers.join(",")).split(",").map((
+    p,
+  ) => p.trim().toLowerCase());
   for (const p of providers) {
     if (!PROVIDERS.includes(p as ExecutionProvider)) {
       throw new InputError(`Cannot use provider ${p}: expected one of ${PROVIDERS.join(", ")}`);
     }
   }
-  let threads: number | undefined;
-  if (v.threads !== undefined) {
-    threads = Number(v.threads);
-    if (!Number.isInteger(threads) || threads < 1) {
-      throw new InputError(`Cannot use --threads ${v.threads}: expected a positive integer`);
-    }
-  }
+  const threads = v.threads !== undefined ? positiveIntegerFlag("threads", v.threads) : undefined;
   return {
     type,
     executionProviders: providers as ExecutionProvider[],

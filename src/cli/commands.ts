@@ -11,7 +11,7 @@ import { ConfigError } from "../config/mod.ts";
 import { createLogger, type Logger } from "../core/log.ts";
 import { createEngine } from "../infer/create.ts";
 import { buildEfficientAdGraph } from "../infer/onnx/efficientad_graph.ts";
-import { engineOptionsFrom, MODEL_FLAGS, openArtifact } from "./args.ts";
+import { engineOptionsFrom, MODEL_FLAGS, openArtifact, positiveIntegerFlag } from "./args.ts";
 import { predict, readInputs } from "./predict.ts";
 import { validateCommand } from "./validate.ts";
 import { EVAL_USAGE, evalCommand } from "./eval.ts";
@@ -56,10 +56,7 @@ export async function predictCommand(args: string[], log: Logger): Promise<void>
     strict: true,
   });
   if (positionals.length === 0) throw new InputError("Cannot predict: no input files given");
-  const batch = Number(values.batch ?? 8);
-  if (!Number.isInteger(batch) || batch < 1) {
-    throw new InputError(`Cannot use --batch ${values.batch}: expected a positive integer`);
-  }
+  const batch = values.batch !== undefined ? positiveIntegerFlag("batch", values.batch) : 8;
   const outDir = values.out ?? "out/predict";
   const artifact = await openArtifact(values, log);
   await using engine = await createEngine(artifact, { ...engineOptionsFrom(values), logger: log });

@@ -20,7 +20,7 @@ import { readCategory } from "../eval/dataset.ts";
 import { type EvalMetrics, evaluate, type Evaluation } from "../eval/evaluate.ts";
 import { thinCurve } from "../eval/metrics.ts";
 import { renderReport, type ReportRow } from "../eval/report.ts";
-import { engineOptionsFrom, MODEL_FLAGS, openArtifact } from "./args.ts";
+import { engineOptionsFrom, MODEL_FLAGS, openArtifact, positiveIntegerFlag } from "./args.ts";
 
 /** Usage lines of `eval`, for the CLI's help text. */
 export const EVAL_USAGE =
@@ -54,15 +54,6 @@ export interface EvalSummary extends EvalMetrics {
     readonly metrics_ms: number;
     readonly total_ms: number;
   };
-}
-
-function positiveInteger(value: string | undefined, flag: string, fallback: number): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) {
-    throw new InputError(`Cannot use --${flag} ${value}: expected a positive integer`);
-  }
-  return n;
 }
 
 async function writeText(path: string, text: string): Promise<void> {
@@ -179,7 +170,7 @@ export async function evalCommand(args: string[], log: Logger): Promise<void> {
   if (values.data === undefined) {
     throw new InputError("Cannot evaluate: --data <MVTec-style category folder> is required");
   }
-  const batchSize = positiveInteger(values.batch, "batch", 8);
+  const batchSize = values.batch !== undefined ? positiveIntegerFlag("batch", values.batch) : 8;
   const engineOptions = engineOptionsFrom(values);
   const category = await readCategory(values.data);
   const artifact = await openArtifact(values, log);

@@ -7,17 +7,17 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { DEFAULTS } from "../config/defaults.ts";
 import { assertNonNegativeInteger, assertPositiveInteger } from "../core/check.ts";
 import { errorMessage, InputError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
-import type { ModelSize } from "../model/config.ts";
+import { imageSizeFlag, sizeFlag } from "./args.ts";
 import type { CalibrationSource } from "../train/data.ts";
 import type { TrainStepFactory } from "../train/loop.ts";
 import type { ProgressWriter } from "../train/progress_display.ts";
 import { type TrainEvent, trainEventLine } from "../train/progress_event.ts";
 import {
   DEFAULT_CHECKPOINT_EVERY,
-  DEFAULT_ENGINE,
   type TrainEngine,
   trainModel,
   type TrainOutcome,
@@ -109,25 +109,10 @@ export function parseTrainArgs(args: readonly string[]): TrainFlags {
   } catch (e) {
     throw new InputError(`Cannot parse train options: ${errorMessage(e)}`, { cause: e });
   }
-  let size: ModelSize | undefined;
-  if (values.size !== undefined) {
-    const s = values.size.toLowerCase();
-    if (s !== "s" && s !== "m") {
-      throw new InputError(`Cannot use --size ${values.size}: expected s or m`);
-    }
-    size = s;
-  }
+  const size = values.size !== undefined ? sizeFlag(values.size) : undefined;
   let imageSize: [number, number] | undefined;
   if (values["image-size"] !== undefined) {
-    const m = /^(\d+)(?:x(\d+))?$/.exec(values["image-size"]);
-    if (!m) {
-      throw new InputError(
-        `Cannot use --image-size ${
-          values["image-size"]
-        }: expected HxW (e.g. 256x256) or one number`,
-      );
-    }
-    imageSize = [Number(m[1]), Number(m[2] ?? m[1])];
+    imageSize = imageSizeFlag(values["image-size"]);
     if (imageSize[0] < 256 || imageSize[1] < 256) {
       throw new InputError(
         `Cannot use --image-size ${
@@ -160,7 +145,7 @@ export function parseTrainArgs(args: readonly string[]): TrainFlags {
       throw new InputError("Cannot train: --out <model dir> is required");
     }
   }
-  const engine = (values.engine ?? DEFAULT_ENGINE) as TrainEngine;
+  const engine = (values.engine ?? DEFAULTS.retrain.training.engine) as TrainEngine;
   if (engine !== "onnx" && engine !== "tfjs") {
     throw new InputError(`Cannot use --engine ${values.engine}: expected onnx or tfjs`);
   }

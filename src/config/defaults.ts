@@ -1,8 +1,8 @@
 /**
  * Every default of the pipeline file in one place: the schema checks ranges against them,
  * resolution fills them in, and `docs/pipeline.md` lists them. The stages that the pipeline
- * starts (cameras, batcher, inference, HTTP) take the resolved values and do not default
- * them again.
+ * starts (cameras, batcher, inference, MQTT broker and publisher, HTTP) take the resolved
+ * values and do not default them again; the CLI takes its engine defaults from here too.
  *
  * @module
  */

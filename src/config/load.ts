@@ -7,6 +7,7 @@
 import { dirname, resolve } from "node:path";
 import { LineCounter, parseDocument } from "yaml";
 import { checkPipeline } from "./check.ts";
+import { errorMessage } from "../core/errors.ts";
 import { ConfigError, type ConfigIssue } from "./config_error.ts";
 import { type Env, substituteEnv } from "./env.ts";
 import { lineOf } from "./locate.ts";
@@ -75,7 +76,7 @@ export function parsePipeline(
   try {
     data = doc.toJS({ maxAliasCount: 100 });
   } catch (e) {
-    throw new ConfigError(name, [{ path: "", line: undefined, message: (e as Error).message }], {
+    throw new ConfigError(name, [{ path: "", line: undefined, message: errorMessage(e) }], {
       cause: e,
     });
   }
@@ -117,7 +118,7 @@ export async function loadPipeline(
       ? "no such file"
       : e instanceof Deno.errors.IsADirectory
       ? "is a directory, expected a YAML file"
-      : (e as Error).message;
+      : errorMessage(e);
     throw new ConfigError(path, [{ path: "", line: undefined, message: reason }], { cause: e });
   }
   return parsePipeline(text, path, { baseDir: dirname(resolve(path)), ...options });

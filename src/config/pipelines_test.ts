@@ -24,6 +24,14 @@ async function demoGraph(): Promise<string> {
   return source.graph;
 }
 
+/** The first `count` frames of a lavfi graph as raw RGB (after the `filters` arguments). */
+function rgbFrames(graph: string, count: number, filters: string[] = []): Promise<Uint8Array> {
+  return ffmpeg([
+    ...["-f", "lavfi", "-i", graph, ...filters, "-frames:v", String(count)],
+    ...["-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+  ]);
+}
+
 /** Runs ffmpeg (argv as data, no shell) with a deadline; returns stdout. */
 async function ffmpeg(args: string[]): Promise<Uint8Array> {
   const abort = new AbortController();
@@ -62,19 +70,7 @@ Deno.test("pipelines/demo.yaml's lavfi graph runs in ffmpeg", async () => {
   const graph = await demoGraph();
   assertOk(graph.includes("s=256x256"), graph);
   const frame = 256 * 256 * 3;
-  const out = await ffmpeg([
-    "-f",
-    "lavfi",
-    "-i",
-    graph,
-    "-frames:v",
-    "2",
-    "-f",
-    "rawvideo",
-    "-pix_fmt",
-    "rgb24",
-    "-",
-  ]);
+  const out = await rgbFrames(graph, 2);
   assertEquals(out.length, 2 * frame);
 });
 
@@ -82,23 +78,7 @@ Deno.test("pipelines/demo.yaml's scene shows its injected defect", async () => {
   const graph = await demoGraph();
   const frame = 256 * 256 * 3;
   // Frame 0 (t = 0 s) is clean; frame 35 (t = 3.5 s) has the dark stain.
-  const out = await ffmpeg([
-    "-f",
-    "lavfi",
-    "-i",
-    graph,
-    "-vf",
-    "select='eq(n,0)+eq(n,35)'",
-    "-vsync",
-    "0",
-    "-frames:v",
-    "2",
-    "-f",
-    "rawvideo",
-    "-pix_fmt",
-    "rgb24",
-    "-",
-  ]);
+  const out = await rgbFrames(graph, 2, ["-vf", "select='eq(n,0)+eq(n,35)'", "-vsync", "0"]);
   assertEquals(out.length, 2 * frame);
   let darker = 0;
   for (let i = 0; i < frame; i += 3) {

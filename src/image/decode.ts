@@ -10,6 +10,7 @@
 import { Buffer } from "node:buffer";
 import { PNG as untypedPng } from "pngjs";
 import jpeg from "jpeg-js";
+import { assertPositiveInteger } from "../core/check.ts";
 import { errorMessage, InputError } from "../core/errors.ts";
 import { formatShape, type Tensor } from "../core/tensor.ts";
 
@@ -229,9 +230,8 @@ export async function readImage(path: string, options: ReadImageOptions = {}): P
 
 function checkImage(img: RgbImage, action: string): void {
   const { width, height, data } = img;
-  if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) {
-    throw new RangeError(`Cannot ${action}: the image is ${width}x${height} pixels`);
-  }
+  assertPositiveInteger(width, "image width", `Cannot ${action}`);
+  assertPositiveInteger(height, "image height", `Cannot ${action}`);
   if (data.length !== width * height * 3) {
     throw new RangeError(
       `Cannot ${action}: a ${width}x${height} RGB image needs ${

@@ -16,7 +16,8 @@ export type EngineType = "onnx" | "tfjs";
 
 /** Options of {@linkcode createEngine}. */
 export interface EngineOptions {
-  readonly type?: EngineType;
+  /** Where the model runs (a pipeline's `model.engine`; the CLI's `--engine`). */
+  readonly type: EngineType;
   readonly executionProviders?: readonly ExecutionProvider[];
   readonly intraOpThreads?: number;
   readonly debug?: boolean;
@@ -31,9 +32,9 @@ export interface EngineOptions {
  */
 export async function createEngine(
   artifact: Artifact,
-  options: EngineOptions = {},
+  options: EngineOptions,
 ): Promise<InferenceEngine> {
-  const type = options.type ?? "onnx";
+  const type = options.type;
   if (artifact.kind === "anomalib-onnx") {
     if (type !== "onnx") {
       throw new RangeError(

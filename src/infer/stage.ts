@@ -43,6 +43,7 @@
  * @module
  */
 import type { Frame, ScoredFrame } from "../core/frame.ts";
+import { assertPositiveInteger } from "../core/check.ts";
 import { errorMessage } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import { type PercentileSnapshot, RollingPercentiles } from "../core/percentiles.ts";
@@ -159,12 +160,11 @@ export class InferenceStage implements ReadableWritablePair<ScoredFrame, Frame[]
    * integer.
    */
   constructor(options: InferenceStageOptions) {
-    const hwm = options.outputHighWaterMark ?? 64;
-    if (!Number.isInteger(hwm) || hwm < 1) {
-      throw new RangeError(
-        `Cannot make inference stage: outputHighWaterMark must be a positive integer, got ${hwm}`,
-      );
-    }
+    const hwm = assertPositiveInteger(
+      options.outputHighWaterMark ?? 64,
+      "outputHighWaterMark",
+      "Cannot make inference stage",
+    );
     this.#slot = { engine: options.engine, model: options.model };
     this.#routes = options.routes ?? new Map();
     this.#policy = options.threshold;

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { assertPositiveInteger } from "../core/check.ts";
 
 /**
  * Accumulates the chunks of a raw video pipe (which arrive in any sizes) into whole frames
@@ -28,12 +29,7 @@ export class FrameAssembler {
 
   /** @throws {RangeError} when `frameBytes` is not a positive integer. */
   constructor(frameBytes: number) {
-    if (!Number.isInteger(frameBytes) || frameBytes < 1) {
-      throw new RangeError(
-        `Cannot assemble frames: frameBytes must be a positive integer, got ${frameBytes}`,
-      );
-    }
-    this.#frameBytes = frameBytes;
+    this.#frameBytes = assertPositiveInteger(frameBytes, "frameBytes", "Cannot assemble frames");
     this.#current = new Uint8Array(frameBytes);
   }
 

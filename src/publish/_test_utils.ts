@@ -1,167 +1,65 @@
 /**
- * Test helpers for MQTT output: a subscriber that collects messages and waits for the ones
- * a test expects, and synthetic scored frames. Used by this folder's tests and by the
- * pipeline's integration tests; never by the service.
+ * Test helpers for this folder's tests: the options a pipeline file's defaults resolve to
+ * (from `config/defaults.ts`, the one place of those defaults), synthetic scored frames, a
+ * deadline, a capturing logger and a publisher with test-friendly timings. (The MQTT
+ * subscriber that tests use is `tests/support/mqtt_subscriber.ts`.)
  *
  * @module
  */
-import type { Buffer } from "node:buffer";
-import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from "mqtt";
 import type { ScoredFrame } from "../core/frame.ts";
 import { type Tensor, tensor } from "../core/tensor.ts";
 import { createLogger, type Logger } from "../core/log.ts";
-import { MqttPublisher, type MqttPublisherOptions } from "./publisher.ts";
+import { DEFAULTS } from "../config/defaults.ts";
+import type { EventRules } from "./events.ts";
+import { type MapPublishOptions, MqttPublisher, type MqttPublisherOptions } from "./publisher.ts";
 
-/** One message a {@linkcode TestSubscriber} received. */
-export interface ReceivedMessage {
-  readonly topic: string;
-  readonly payload: Uint8Array;
-  /** The retain flag as delivered (true for a retained message sent on subscribe). */
-  readonly retain: boolean;
-  readonly qos: number;
-  /** MQTT 5 properties, when the subscriber speaks 5. */
-  readonly properties: IPublishPacket["properties"];
-  /** The payload as UTF-8 text. */
-  readonly text: string;
-}
+/** The event rules that a pipeline file's defaults resolve to. */
+export const DEFAULT_EVENT_RULES: EventRules = {
+  onThreshold: DEFAULTS.mqtt.events.on_threshold,
+  offThreshold: DEFAULTS.mqtt.events.off_threshold,
+  minDurationMs: DEFAULTS.mqtt.events.min_duration_ms,
+  updateIntervalMs: DEFAULTS.mqtt.events.update_interval_ms,
+};
 
-/** Options of {@linkcode TestSubscriber.connect}. */
-export interface TestSubscriberOptions {
-  /** Topic filters to subscribe to. */
-  readonly topics: readonly string[];
-  /** Subscription QoS. Default 1. */
-  readonly qos?: 0 | 1 | 2;
-  /** Extra mqtt.js options (client id, clean, protocol version, TLS, credentials). */
-  readonly client?: IClientOptions;
-}
+/** Whether a TLS connection checks the broker's certificate, by a pipeline file's default. */
+export const DEFAULT_REJECT_UNAUTHORIZED: boolean = DEFAULTS.mqtt.reject_unauthorized;
+
+/** The default topic prefix of a pipeline file. */
+export const DEFAULT_PREFIX: string = DEFAULTS.mqtt.topic_prefix;
+
+/** The default queue limit of a pipeline file. */
+export const DEFAULT_QUEUE_LIMIT: number = DEFAULTS.mqtt.queue_limit;
+
+/** {@linkcode MqttPublisherOptions} for a test: any of them, `map` and `events` in part. */
+export type TestPublisherOptions =
+  & Omit<Partial<MqttPublisherOptions>, "map" | "events">
+  & {
+    readonly map?: Partial<MapPublishOptions>;
+    readonly events?: Partial<EventRules>;
+  };
 
 /**
- * An mqtt.js subscriber that keeps every message it receives, in order.
- *
- * @example
- * ```ts
- * async function firstScore(url: string) {
- *   await using sub = await TestSubscriber.connect(url, { topics: ["efficientad/#"] });
- *   const [score] = await sub.waitFor((m) => m.topic.endsWith("/score"));
- *   return score;
- * }
- * ```
+ * The publisher options that a pipeline file's defaults resolve to (with a fresh client id
+ * each call, so that publishers of one test do not take each other's session), and
+ * `options` over them (`map` and `events` merged).
  */
-export class TestSubscriber implements AsyncDisposable {
-  /** Everything received so far. */
-  readonly messages: ReceivedMessage[] = [];
-  readonly #client: MqttClient;
-  #wake: Array<() => void> = [];
-
-  private constructor(client: MqttClient) {
-    this.#client = client;
-    client.on("message", (topic: string, payload: Buffer, packet: IPublishPacket) => {
-      const bytes = new Uint8Array(payload);
-      this.messages.push({
-        topic,
-        payload: bytes,
-        retain: packet.retain,
-        qos: packet.qos,
-        properties: packet.properties,
-        text: new TextDecoder().decode(bytes),
-      });
-      const wake = this.#wake;
-      this.#wake = [];
-      for (const w of wake) w();
-    });
-  }
-
-  /**
-   * Connects (MQTT 5 unless `client.protocolVersion` says otherwise; no automatic
-   * reconnect) and subscribes.
-   *
-   * @throws {Error} when the broker cannot be reached or refuses the connection.
-   */
-  static async connect(url: string, options: TestSubscriberOptions): Promise<TestSubscriber> {
-    // Listen before the CONNACK: a resumed session's messages follow it at once.
-    const client = mqtt.connect(url, {
-      protocolVersion: 5,
-      reconnectPeriod: 0,
-      connectTimeout: 5000,
-      ...options.client,
-    });
-    const subscriber = new TestSubscriber(client);
-    try {
-      await new Promise<void>((resolve, reject) => {
-        client.once("connect", () => {
-          client.off("error", reject);
-          resolve();
-        });
-        client.once("error", reject);
-      });
-      await client.subscribeAsync([...options.topics], { qos: options.qos ?? 1 });
-    } catch (e) {
-      await subscriber.close();
-      throw e;
-    }
-    return subscriber;
-  }
-
-  /** Messages on one topic, in order. */
-  on(topic: string): ReceivedMessage[] {
-    return this.messages.filter((m) => m.topic === topic);
-  }
-
-  /**
-   * Waits until `count` received messages (counting from index `from`) match `predicate`;
-   * returns them.
-   *
-   * @throws {Error} after `timeoutMs` (default 5000), listing what did arrive.
-   */
-  async waitFor(
-    predicate: (m: ReceivedMessage) => boolean,
-    options: { count?: number; timeoutMs?: number; from?: number } = {},
-  ): Promise<ReceivedMessage[]> {
-    const count = options.count ?? 1;
-    const from = options.from ?? 0;
-    const matches = () => this.messages.slice(from).filter(predicate);
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    let timedOut = false;
-    const timeout = new Promise<void>((resolve) => {
-      timer = setTimeout(() => {
-        timedOut = true;
-        resolve();
-      }, options.timeoutMs ?? 5000);
-    });
-    try {
-      while (matches().length < count) {
-        if (timedOut) {
-          const seen = this.messages.slice(from).map((m) =>
-            `${m.topic} ${
-              m.payload.some((b) => b < 9) ? `<${m.payload.length} bytes>` : m.text.slice(0, 80)
-            }`
-          );
-          throw new Error(
-            `Cannot wait for ${count} MQTT messages: ${matches().length} arrived in time; got:\n${
-              seen.slice(-20).join("\n")
-            }`,
-          );
-        }
-        await Promise.race([new Promise<void>((r) => this.#wake.push(r)), timeout]);
-      }
-      return matches().slice(0, count);
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  /** Disconnects cleanly (forcibly when not connected). */
-  async close(): Promise<void> {
-    await this.#client.endAsync(!this.#client.connected);
-    const wake = this.#wake;
-    this.#wake = [];
-    for (const w of wake) w();
-  }
-
-  /** Same as {@linkcode close}. */
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
-  }
+export function publisherOptions(
+  url: string,
+  options: TestPublisherOptions = {},
+): MqttPublisherOptions {
+  const q = DEFAULTS.mqtt;
+  return {
+    clientId: `${q.client_id_prefix}${crypto.randomUUID().replaceAll("-", "").slice(0, 8)}`,
+    prefix: DEFAULT_PREFIX,
+    qos: q.qos,
+    retainStatus: q.retain_status,
+    queueLimit: DEFAULT_QUEUE_LIMIT,
+    statsIntervalMs: q.stats_interval_ms,
+    ...options,
+    url,
+    map: { everyN: q.map.every_n, onlyAnomalous: q.map.only_anomalous, ...options.map },
+    events: { ...DEFAULT_EVENT_RULES, ...options.events },
+  };
 }
 
 /** Options of {@linkcode syntheticScoredFrame}. */
@@ -227,13 +125,12 @@ export function captureLog(): { lines: string[]; logger: Logger } {
   return { lines, logger: createLogger({ level: "debug", sink: (l) => lines.push(l) }) };
 }
 
-/** A publisher with test-friendly timings (fast reconnects, no periodic messages). */
-export function testPublisher(
-  url: string,
-  options: Partial<MqttPublisherOptions> = {},
-): MqttPublisher {
-  return new MqttPublisher({
-    url,
+/**
+ * A publisher with the pipeline defaults ({@linkcode publisherOptions}) and test-friendly
+ * timings (fast reconnects, no periodic messages).
+ */
+export function testPublisher(url: string, options: TestPublisherOptions = {}): MqttPublisher {
+  return new MqttPublisher(publisherOptions(url, {
     reconnectMinMs: 50,
     reconnectMaxMs: 200,
     connectTimeoutMs: 2000,
@@ -241,10 +138,5 @@ export function testPublisher(
     statusIntervalMs: 0,
     logger: captureLog().logger,
     ...options,
-  });
-}
-
-/** A received message's JSON payload. */
-export function payloadJson<T>(m: ReceivedMessage): T {
-  return JSON.parse(m.text) as T;
+  }));
 }

@@ -12,10 +12,10 @@ import { createLogger, type Logger } from "../core/log.ts";
 
 /** Options of {@linkcode EmbeddedBroker.start}. */
 export interface EmbeddedBrokerOptions {
-  /** Address to listen on. Default `127.0.0.1`. */
-  readonly host?: string;
-  /** Port; 0 picks a free one. Default 1883. */
-  readonly port?: number;
+  /** Address to listen on (a pipeline's `mqtt.embedded.host`). */
+  readonly host: string;
+  /** Port; 0 picks a free one (a pipeline's `mqtt.embedded.port`). */
+  readonly port: number;
   readonly logger?: Logger;
   /** Aborting it closes the broker. */
   readonly signal?: AbortSignal;
@@ -28,11 +28,17 @@ const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost"]);
  *
  * @example
  * ```ts
- * import { MqttPublisher } from "./publisher.ts";
+ * import { MqttPublisher, type MqttPublisherOptions } from "./publisher.ts";
  *
- * async function serve(signal: AbortSignal) {
- *   await using broker = await EmbeddedBroker.start({ port: 1883 });
- *   await using publisher = new MqttPublisher({ url: broker.url, signal });
+ * // `options`: a pipeline's resolved `mqtt` section, as `pipeline/pipeline.ts` passes it.
+ * async function serve(options: MqttPublisherOptions, signal: AbortSignal) {
+ *   await using broker = await EmbeddedBroker.start({ host: "127.0.0.1", port: 1883 });
+ *   await using publisher = new MqttPublisher({
+ *     ...options,
+ *     url: broker.url,
+ *     protocolVersion: broker.protocolVersion,
+ *     signal,
+ *   });
  *   await publisher.waitConnected({ signal });
  * }
  * ```
@@ -75,10 +81,9 @@ export class EmbeddedBroker implements AsyncDisposable {
    * is in use or cannot be bound.
    * @throws {DOMException} when `signal` is already aborted.
    */
-  static async start(options: EmbeddedBrokerOptions = {}): Promise<EmbeddedBroker> {
+  static async start(options: EmbeddedBrokerOptions): Promise<EmbeddedBroker> {
     options.signal?.throwIfAborted();
-    const host = options.host ?? "127.0.0.1";
-    const port = options.port ?? 1883;
+    const { host, port } = options;
     const log = options.logger ?? createLogger({ scope: "mqtt-broker" });
     const aedes = await Aedes.createBroker();
     aedes.on("clientError", (client, error) => {

@@ -5,7 +5,8 @@ import { EmbeddedBroker } from "./broker.ts";
 import { decodeMapPng } from "./map_png.ts";
 import type { ScoreMessage } from "./payloads.ts";
 import { MqttPublisher } from "./publisher.ts";
-import { deadline, syntheticScoredFrame, TestSubscriber } from "./_test_utils.ts";
+import { deadline, publisherOptions, syntheticScoredFrame } from "./_test_utils.ts";
+import { TestSubscriber } from "../../tests/support/mqtt_subscriber.ts";
 
 function capture() {
   const lines: string[] = [];
@@ -14,7 +15,11 @@ function capture() {
 
 Deno.test("EmbeddedBroker() carries the publisher's messages to a subscriber", async () => {
   const log = capture();
-  await using broker = await EmbeddedBroker.start({ port: 0, logger: log.logger });
+  await using broker = await EmbeddedBroker.start({
+    host: "127.0.0.1",
+    port: 0,
+    logger: log.logger,
+  });
   assertOk(broker.port > 0);
   assertEquals(broker.url, `mqtt://127.0.0.1:${broker.port}`);
   assertOk(
@@ -28,13 +33,12 @@ Deno.test("EmbeddedBroker() carries the publisher's messages to a subscriber", a
     client: { protocolVersion: broker.protocolVersion },
   });
   const pubLog = capture();
-  await using pub = new MqttPublisher({
-    url: broker.url,
+  await using pub = new MqttPublisher(publisherOptions(broker.url, {
     logger: pubLog.logger,
     map: { width: 8, height: 8 },
     events: { minDurationMs: 0 },
     reconnectMinMs: 20,
-  });
+  }));
   using limit = deadline(5000);
   await pub.waitConnected(limit);
   assertEquals(pub.protocolVersion, 4); // aedes speaks 3.1.1: the publisher fell back
@@ -59,9 +63,13 @@ Deno.test("EmbeddedBroker() carries the publisher's messages to a subscriber", a
 });
 
 Deno.test("EmbeddedBroker.start() says plainly when the port is taken", async () => {
-  await using first = await EmbeddedBroker.start({ port: 0, logger: capture().logger });
+  await using first = await EmbeddedBroker.start({
+    host: "127.0.0.1",
+    port: 0,
+    logger: capture().logger,
+  });
   await assertRejects(
-    () => EmbeddedBroker.start({ port: first.port, logger: capture().logger }),
+    () => EmbeddedBroker.start({ host: "127.0.0.1", port: first.port, logger: capture().logger }),
     Error,
     `Cannot start embedded MQTT broker on 127.0.0.1:${first.port}: the address is in use`,
   );
@@ -70,6 +78,7 @@ Deno.test("EmbeddedBroker.start() says plainly when the port is taken", async ()
 Deno.test("EmbeddedBroker() closes when its signal aborts", async () => {
   const controller = new AbortController();
   const broker = await EmbeddedBroker.start({
+    host: "127.0.0.1",
     port: 0,
     logger: capture().logger,
     signal: controller.signal,

@@ -44,13 +44,23 @@ Deno.test("clientOptions() refuses other schemes, non-URLs and TLS files without
   );
   for (const url of ["mqtt://localhost", "tcp://localhost", "ws://localhost"]) {
     assertThrows(
-      () => clientOptions({ url, clientId: "c", tls: { ca: "/nonexistent" } }),
+      () =>
+        clientOptions({
+          url,
+          clientId: "c",
+          tls: { ca: "/nonexistent", rejectUnauthorized: true },
+        }),
       RangeError,
       `Cannot use TLS files with MQTT broker URL ${url}: use mqtts://, tls:// or wss://`,
     );
   }
   assertThrows(
-    () => clientOptions({ url: "wss://localhost", clientId: "c", tls: { ca: "/nonexistent" } }),
+    () =>
+      clientOptions({
+        url: "wss://localhost",
+        clientId: "c",
+        tls: { ca: "/nonexistent", rejectUnauthorized: true },
+      }),
     Error,
     "Cannot read MQTT TLS CA file /nonexistent",
   );

@@ -43,7 +43,7 @@ export interface CommandReceiverOptions {
  *
  * function listen(connection: MqttConnection) {
  *   const receiver = new CommandReceiver({
- *     topics: topics(),
+ *     topics: topics("efficientad"),
  *     onCommand: (command) => console.log(command.camera, command.command),
  *     logger: createLogger(),
  *   });

@@ -43,7 +43,11 @@ export type { LastWill } from "./client_options.ts";
 
 /** Options of {@linkcode MqttConnection}. */
 export interface MqttConnectionOptions {
-  /** The broker, `<scheme>://host:port[/path]` with a scheme of `MQTT_SCHEMES` (`core/mqtt_url.ts`). */
+  /**
+   * The broker, `<scheme>://host:port[/path]` with a scheme of `MQTT_SCHEMES`
+   * (`core/mqtt_url.ts`): `mqtt` or `tcp` (TCP), `mqtts` or `tls` (TLS), `ws` or `wss`
+   * (WebSocket; the URL path is the WebSocket path, e.g. `/mqtt`).
+   */
   readonly url: string;
   readonly clientId: string;
   /** MQTT protocol version: 5, or 4 (3.1.1). Default: 5, falling back to 4 (see the module doc). */
@@ -53,8 +57,8 @@ export interface MqttConnectionOptions {
   readonly username?: string;
   /** Never logged. */
   readonly password?: string;
-  /** Most messages waiting while the broker is away. Default 1000. */
-  readonly queueLimit?: number;
+  /** Most messages waiting while the broker is away (a pipeline's `mqtt.queue_limit`). */
+  readonly queueLimit: number;
   /** Most messages sent and not yet acknowledged. Default 32 (or the broker's Receive Maximum). */
   readonly maxInFlight?: number;
   /** The last will, registered with every connection. */
@@ -75,6 +79,29 @@ export interface MqttConnectionOptions {
   /** Aborting it closes the connection (as {@linkcode MqttConnection.close}). */
   readonly signal?: AbortSignal;
 }
+
+/** The keys of {@linkcode ConnectionSettings}. */
+export const CONNECTION_SETTINGS = [
+  "url",
+  "clientId",
+  "protocolVersion",
+  "tls",
+  "username",
+  "password",
+  "queueLimit",
+  "maxInFlight",
+  "reconnectMinMs",
+  "reconnectMaxMs",
+  "connectTimeoutMs",
+  "keepaliveS",
+  "closeTimeoutMs",
+] as const satisfies readonly (keyof MqttConnectionOptions)[];
+
+/**
+ * The options of a connection that its owner (the publisher) takes and passes through as
+ * they are: the broker, the credentials, the limits and the timings.
+ */
+export type ConnectionSettings = Pick<MqttConnectionOptions, typeof CONNECTION_SETTINGS[number]>;
 
 /** A message that arrived on a subscription. */
 export interface IncomingMessage {
@@ -125,7 +152,11 @@ const TRANSPORT_ERROR = /connection closed|disconnect|stream|socket|ECONN|EPIPE/
  * @example
  * ```ts
  * async function hello(signal: AbortSignal) {
- *   await using connection = new MqttConnection({ url: "ws://127.0.0.1:9001/mqtt", clientId: "c1" });
+ *   await using connection = new MqttConnection({
+ *     url: "ws://127.0.0.1:9001/mqtt",
+ *     clientId: "c1",
+ *     queueLimit: 1000,
+ *   });
  *   connection.publish({ topic: "t", payload: "hello", qos: 1, retain: false });
  *   await connection.flush({ signal });
  * }
@@ -182,7 +213,7 @@ export class MqttConnection implements AsyncDisposable {
     this.clientId = options.clientId;
     this.#log = options.logger ?? createLogger({ scope: "mqtt" });
     this.#warn = new WarnOnce(this.#log, (text) => this.redact(text));
-    this.#queue = new OutgoingQueue(options.queueLimit ?? 1000);
+    this.#queue = new OutgoingQueue(options.queueLimit);
     this.#maxInFlight = assertPositiveInteger(
       options.maxInFlight ?? 32,
       "max in flight",

@@ -5,12 +5,14 @@ import { TcpProxy } from "../../tests/support/tcp_proxy.ts";
 import { EmbeddedBroker } from "./broker.ts";
 import { type IncomingMessage, MqttConnection, type MqttConnectionOptions } from "./connection.ts";
 import type { OutgoingMessage } from "./queue.ts";
-import { captureLog, deadline, TestSubscriber } from "./_test_utils.ts";
+import { captureLog, deadline, DEFAULT_QUEUE_LIMIT } from "./_test_utils.ts";
+import { TestSubscriber } from "../../tests/support/mqtt_subscriber.ts";
 
 function connection(url: string, options: Partial<MqttConnectionOptions> = {}): MqttConnection {
   return new MqttConnection({
     url,
     clientId: `conn-test-${crypto.randomUUID().slice(0, 8)}`,
+    queueLimit: DEFAULT_QUEUE_LIMIT,
     reconnectMinMs: 50,
     reconnectMaxMs: 200,
     connectTimeoutMs: 2000,
@@ -126,7 +128,11 @@ Deno.test({
 });
 
 Deno.test("MqttConnection() falls back to MQTT 3.1.1 when the broker refuses 5", async () => {
-  await using broker = await EmbeddedBroker.start({ port: 0, logger: captureLog().logger });
+  await using broker = await EmbeddedBroker.start({
+    host: "127.0.0.1",
+    port: 0,
+    logger: captureLog().logger,
+  });
   const { lines, logger } = captureLog();
   await using conn = connection(broker.url, { logger });
   using limit = deadline(5000);

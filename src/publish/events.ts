@@ -21,26 +21,25 @@
  * @module
  */
 
-/** Options of {@linkcode EventTracker}. */
-export interface EventTrackerOptions {
-  /** Level at or above which an anomaly begins, on the normalised scale (0.5 = the model's threshold). Default 0.5. */
-  readonly onThreshold?: number;
-  /** Level below which an anomaly ends; at most `onThreshold`. Default 0.4 (or `onThreshold` if lower). */
-  readonly offThreshold?: number;
-  /** How long an anomaly must last before `start` is emitted, in milliseconds of capture time. Default 500. */
-  readonly minDurationMs?: number;
-  /** Interval of `update` events while an anomaly lasts, in milliseconds; 0 disables them. Default 1000. */
-  readonly updateIntervalMs?: number;
-  /** Makes event ids. Default `crypto.randomUUID`. */
-  readonly newId?: () => string;
+/**
+ * When anomaly events begin, last and end: a pipeline's resolved `mqtt.events` (its
+ * defaults are in `config/defaults.ts`).
+ */
+export interface EventRules {
+  /** Level at or above which an anomaly begins, on the normalised scale (0.5 = the model's threshold). */
+  readonly onThreshold: number;
+  /** Level below which an anomaly ends; at most `onThreshold`. */
+  readonly offThreshold: number;
+  /** How long an anomaly must last before `start` is emitted, in milliseconds of capture time. */
+  readonly minDurationMs: number;
+  /** Interval of `update` events while an anomaly lasts, in milliseconds; 0 disables them. */
+  readonly updateIntervalMs: number;
 }
 
-/** {@linkcode EventTrackerOptions} with every default filled in. */
-export interface ResolvedEventTrackerOptions {
-  readonly onThreshold: number;
-  readonly offThreshold: number;
-  readonly minDurationMs: number;
-  readonly updateIntervalMs: number;
+/** Options of {@linkcode EventTracker}: its rules, and how event ids are made. */
+export interface EventTrackerOptions extends EventRules {
+  /** Makes event ids. Default `crypto.randomUUID`. */
+  readonly newId?: () => string;
 }
 
 /** What the tracker needs of a scored frame. */
@@ -111,7 +110,12 @@ interface Anomaly {
  *
  * @example
  * ```ts
- * const tracker = new EventTracker({ minDurationMs: 200 });
+ * const tracker = new EventTracker({
+ *   onThreshold: 0.5,
+ *   offThreshold: 0.4,
+ *   minDurationMs: 200,
+ *   updateIntervalMs: 1000,
+ * });
  * const samples: EventSample[] = [
  *   { camera: "line-1", seq: 0, at: 0, score: 2.1, anomalous: true },
  *   { camera: "line-1", seq: 1, at: 300, score: 2.3, anomalous: true },
@@ -124,7 +128,7 @@ interface Anomaly {
  */
 export class EventTracker {
   /** The options in force. */
-  readonly options: ResolvedEventTrackerOptions;
+  readonly options: EventRules;
   readonly #newId: () => string;
   readonly #cameras = new Map<string, Anomaly>();
 
@@ -132,11 +136,8 @@ export class EventTracker {
    * @throws {RangeError} when a threshold is not finite, `offThreshold > onThreshold`, or a
    * duration is negative or not finite.
    */
-  constructor(options: EventTrackerOptions = {}) {
-    const onThreshold = options.onThreshold ?? 0.5;
-    const offThreshold = options.offThreshold ?? Math.min(0.4, onThreshold);
-    const minDurationMs = options.minDurationMs ?? 500;
-    const updateIntervalMs = options.updateIntervalMs ?? 1000;
+  constructor(options: EventTrackerOptions) {
+    const { onThreshold, offThreshold, minDurationMs, updateIntervalMs } = options;
     if (!Number.isFinite(onThreshold) || !Number.isFinite(offThreshold)) {
       throw new RangeError("Cannot track anomaly events: thresholds must be finite numbers");
     }

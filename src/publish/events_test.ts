@@ -1,5 +1,6 @@
 import { assertEquals, assertOk, assertThrows } from "../../tests/assert.ts";
 import { type AnomalyEvent, type EventSample, EventTracker } from "./events.ts";
+import { DEFAULT_EVENT_RULES } from "./_test_utils.ts";
 
 /** Feeds normalised scores, one frame every `stepMs` from t = 0; returns the events. */
 function run(
@@ -30,13 +31,18 @@ function ids(): () => string {
 }
 
 Deno.test("EventTracker() raises nothing for one noisy frame", () => {
-  const tracker = new EventTracker({ minDurationMs: 300, newId: ids() });
+  const tracker = new EventTracker({ ...DEFAULT_EVENT_RULES, minDurationMs: 300, newId: ids() });
   assertEquals(run(tracker, [0.1, 0.9, 0.1, 0.1, 0.2]), []);
   assertEquals(tracker.isActive("cam"), false);
 });
 
 Deno.test("EventTracker() starts once the anomaly lasted minDurationMs, from its first frame", () => {
-  const tracker = new EventTracker({ minDurationMs: 300, updateIntervalMs: 0, newId: ids() });
+  const tracker = new EventTracker({
+    ...DEFAULT_EVENT_RULES,
+    minDurationMs: 300,
+    updateIntervalMs: 0,
+    newId: ids(),
+  });
   // frames every 100 ms: on at seq 1; 300 ms later is seq 4
   const events = run(tracker, [0.1, 0.6, 0.7, 0.8, 0.6, 0.6, 0.2]);
   assertEquals(events.map((e) => [e.type, e.id, e.startSeq, e.lastSeq]), [
@@ -56,6 +62,7 @@ Deno.test("EventTracker() starts once the anomaly lasted minDurationMs, from its
 
 Deno.test("EventTracker() keeps an anomaly across dips between the thresholds (hysteresis)", () => {
   const tracker = new EventTracker({
+    ...DEFAULT_EVENT_RULES,
     onThreshold: 0.5,
     offThreshold: 0.4,
     minDurationMs: 0,
@@ -70,7 +77,12 @@ Deno.test("EventTracker() keeps an anomaly across dips between the thresholds (h
 });
 
 Deno.test("EventTracker() forgets a pending anomaly that drops below offThreshold", () => {
-  const tracker = new EventTracker({ minDurationMs: 250, offThreshold: 0.4, newId: ids() });
+  const tracker = new EventTracker({
+    ...DEFAULT_EVENT_RULES,
+    minDurationMs: 250,
+    offThreshold: 0.4,
+    newId: ids(),
+  });
   // 0-200 ms pending (too short), then cleared; a second run lasts long enough
   const events = run(tracker, [0.6, 0.6, 0.6, 0.3, 0.6, 0.6, 0.6, 0.6, 0.1]);
   assertEquals(events.map((e) => `${e.type}:${e.id}:${e.startSeq}`), [
@@ -80,7 +92,12 @@ Deno.test("EventTracker() forgets a pending anomaly that drops below offThreshol
 });
 
 Deno.test("EventTracker() emits an update every updateIntervalMs while active", () => {
-  const tracker = new EventTracker({ minDurationMs: 0, updateIntervalMs: 250, newId: ids() });
+  const tracker = new EventTracker({
+    ...DEFAULT_EVENT_RULES,
+    minDurationMs: 0,
+    updateIntervalMs: 250,
+    newId: ids(),
+  });
   const events = run(tracker, [0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.1]);
   // frames every 100 ms: updates 250 ms after the start (seq 3), then 250 ms after that
   assertEquals(events.map((e) => `${e.type}@${e.lastSeq}`), ["start@0", "update@3", "end@5"]);
@@ -89,7 +106,7 @@ Deno.test("EventTracker() emits an update every updateIntervalMs while active", 
 });
 
 Deno.test("EventTracker() tracks cameras separately", () => {
-  const tracker = new EventTracker({ minDurationMs: 0, newId: ids() });
+  const tracker = new EventTracker({ ...DEFAULT_EVENT_RULES, minDurationMs: 0, newId: ids() });
   const a = run(tracker, [0.9, 0.9], 100, "a");
   const b = run(tracker, [0.1, 0.9], 100, "b");
   assertEquals(a.map((e) => `${e.camera}:${e.type}`), ["a:start"]);
@@ -104,16 +121,16 @@ Deno.test("EventTracker() tracks cameras separately", () => {
 });
 
 Deno.test("EventTracker.end() ends an active anomaly and drops a pending one", () => {
-  const tracker = new EventTracker({ minDurationMs: 1000, newId: ids() });
+  const tracker = new EventTracker({ ...DEFAULT_EVENT_RULES, minDurationMs: 1000, newId: ids() });
   run(tracker, [0.9, 0.9]);
   assertEquals(tracker.end("cam", "stream_lost"), undefined);
-  const tracker2 = new EventTracker({ minDurationMs: 0, newId: ids() });
+  const tracker2 = new EventTracker({ ...DEFAULT_EVENT_RULES, minDurationMs: 0, newId: ids() });
   run(tracker2, [0.9, 0.9]);
   assertEquals(tracker2.end("cam", "stream_lost")?.reason, "stream_lost");
 });
 
 Deno.test("EventTracker() uses the anomalous flag when there is no normalised score", () => {
-  const tracker = new EventTracker({ minDurationMs: 0, newId: ids() });
+  const tracker = new EventTracker({ ...DEFAULT_EVENT_RULES, minDurationMs: 0, newId: ids() });
   const sample = (seq: number, anomalous: boolean): EventSample => ({
     camera: "cam",
     seq,
@@ -130,9 +147,13 @@ Deno.test("EventTracker() uses the anomalous flag when there is no normalised sc
 
 Deno.test("EventTracker() rejects an off threshold above the on threshold", () => {
   assertThrows(
-    () => new EventTracker({ onThreshold: 0.5, offThreshold: 0.6 }),
+    () => new EventTracker({ ...DEFAULT_EVENT_RULES, onThreshold: 0.5, offThreshold: 0.6 }),
     RangeError,
     "Cannot track anomaly events: off_threshold 0.6 is above on_threshold 0.5",
   );
-  assertThrows(() => new EventTracker({ minDurationMs: -1 }), RangeError, "min_duration_ms");
+  assertThrows(
+    () => new EventTracker({ ...DEFAULT_EVENT_RULES, minDurationMs: -1 }),
+    RangeError,
+    "min_duration_ms",
+  );
 });

@@ -60,7 +60,7 @@ const JSON_PROPERTIES: OutgoingProperties = {
  * import type { MqttConnection } from "./connection.ts";
  * import { topics } from "./topics.ts";
  *
- * const build = new MessageBuilder({ topics: topics(), qos: 1, retainStatus: true });
+ * const build = new MessageBuilder({ topics: topics("efficientad"), qos: 1, retainStatus: true });
  * function send(connection: MqttConnection, scored: ScoredFrame) {
  *   connection.publish(build.score(scored, Date.now()));
  * }

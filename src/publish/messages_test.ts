@@ -5,7 +5,7 @@ import { decodeMapPng } from "./map_png.ts";
 import { MessageBuilder } from "./messages.ts";
 import type { EventMessage, ScoreMessage, StatusMessage } from "./payloads.ts";
 import { topics } from "./topics.ts";
-import { syntheticScoredFrame } from "./_test_utils.ts";
+import { DEFAULT_EVENT_RULES, syntheticScoredFrame } from "./_test_utils.ts";
 
 const T0 = Date.UTC(2025, 5, 1, 12, 0, 0);
 const JSON_PROPS = { contentType: "application/json", payloadFormatIndicator: true };
@@ -41,7 +41,7 @@ Deno.test("MessageBuilder.event(), status() and available() use max(qos, 1)", ()
   for (const [qos, reliable] of [[0, 1], [1, 1], [2, 2]] as const) {
     const build = builder(qos);
     assertEquals(build.reliableQos, reliable);
-    const tracker = new EventTracker({ minDurationMs: 0 });
+    const tracker = new EventTracker({ ...DEFAULT_EVENT_RULES, minDurationMs: 0 });
     const event = tracker.observe({ camera: "cam-1", seq: 1, at: T0, score: 2, anomalous: true });
     assertOk(event !== undefined);
     const e = build.event(event, {

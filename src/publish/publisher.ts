@@ -21,84 +21,53 @@ import { createLogger, type Logger } from "../core/log.ts";
 import type { PipelineStatus } from "../core/status.ts";
 import { type CommandCounters, CommandReceiver } from "./command_receiver.ts";
 import type { Command } from "./commands.ts";
-import { MqttConnection } from "./connection.ts";
-import { type AnomalyEvent, EventTracker, type EventTrackerOptions } from "./events.ts";
+import { CONNECTION_SETTINGS, type ConnectionSettings, MqttConnection } from "./connection.ts";
+import { type AnomalyEvent, type EventRules, EventTracker } from "./events.ts";
 import { MessageBuilder } from "./messages.ts";
 import { type ModelUpdate, statsMessage, type StatsSample } from "./payloads.ts";
 import type { OutgoingMessage } from "./queue.ts";
-import type { TlsFileOptions } from "./tls_files.ts";
-import { checkCameraName, DEFAULT_PREFIX, type Topics, topics } from "./topics.ts";
+import { checkCameraName, type Topics, topics } from "./topics.ts";
 import { WarnOnce } from "./warn_once.ts";
 
 export type { CommandCounters } from "./command_receiver.ts";
 export type { TlsFileOptions } from "./tls_files.ts";
 
 /**
- * Options of the `<prefix>/<camera>/map` topic. Cadence: a frame is eligible when
- * `onlyAnomalous` is off or the frame is anomalous; of a camera's eligible frames, the
- * 1st, (N+1)th, (2N+1)th ... are published (N = `everyN`).
+ * Options of the `<prefix>/<camera>/map` topic (a pipeline's resolved `mqtt.map`).
+ * Cadence: a frame is eligible when `onlyAnomalous` is off or the frame is anomalous; of a
+ * camera's eligible frames, the 1st, (N+1)th, (2N+1)th ... are published (N = `everyN`).
  */
 export interface MapPublishOptions {
-  /** Publish every Nth eligible frame's map; 1 = every one, 0 = never. Default 1. */
-  readonly everyN?: number;
-  /** Only anomalous frames are eligible. Default false. */
-  readonly onlyAnomalous?: boolean;
-  /** PNG width; default the map's own width. */
+  /** Publish every Nth eligible frame's map; 1 = every one, 0 = never. */
+  readonly everyN: number;
+  /** Only anomalous frames are eligible. */
+  readonly onlyAnomalous: boolean;
+  /** PNG width; without `width` and `height`, the map's own size. */
   readonly width?: number;
-  /** PNG height; default the map's own height. */
+  /** PNG height; without `width` and `height`, the map's own size. */
   readonly height?: number;
 }
 
-/** Options of {@linkcode MqttPublisher}. */
-export interface MqttPublisherOptions {
-  /**
-   * The broker: `mqtt://` or `tcp://` (TCP), `mqtts://` or `tls://` (TLS), `ws://` or
-   * `wss://` (WebSocket; the URL path is the WebSocket path, e.g. `/mqtt`).
-   */
-  readonly url: string;
-  /** Default `efficientad-<8 random hex digits>`. */
-  readonly clientId?: string;
-  /** Topic prefix. Default `efficientad`. */
-  readonly prefix?: string;
-  /**
-   * QoS of `score`, `map` and `stats`. `event`, `status` and `available` use
-   * `max(qos, 1)`. Default 1.
-   */
-  readonly qos?: 0 | 1 | 2;
-  /** Retain `status` messages. Default true. */
-  readonly retainStatus?: boolean;
-  /**
-   * MQTT protocol version: 5, or 4 (3.1.1). Default: 5, falling back to 4 by itself when
-   * the broker refuses 5 (the embedded broker speaks 3.1.1 only).
-   */
-  readonly protocolVersion?: 4 | 5;
-  /** TLS files, read when the publisher is made (use a TLS URL: `mqtts`, `tls`, `wss`). */
-  readonly tls?: TlsFileOptions;
-  readonly username?: string;
-  /** Never logged. */
-  readonly password?: string;
-  /** Most messages waiting while the broker is away. Default 1000. */
-  readonly queueLimit?: number;
-  /** Most messages sent and not yet acknowledged. Default 32 (or the broker's Receive Maximum). */
-  readonly maxInFlight?: number;
-  readonly map?: MapPublishOptions;
-  readonly events?: EventTrackerOptions;
-  /** Period of `<prefix>/stats`, ms; 0 disables it. Needs `stats`. Default 10 000. */
-  readonly statsIntervalMs?: number;
+/**
+ * Options of {@linkcode MqttPublisher}. What a pipeline file sets is required here: the
+ * pipeline passes its resolved `mqtt` section, whose defaults are in `config/defaults.ts`.
+ * The rest (protocol, in-flight window, timings) has the defaults of this stage.
+ */
+export interface MqttPublisherOptions extends ConnectionSettings {
+  /** Topic prefix. */
+  readonly prefix: string;
+  /** QoS of `score`, `map` and `stats`. `event`, `status` and `available` use `max(qos, 1)`. */
+  readonly qos: 0 | 1 | 2;
+  /** Retain `status` messages. */
+  readonly retainStatus: boolean;
+  readonly map: MapPublishOptions;
+  readonly events: EventRules;
+  /** Period of `<prefix>/stats`, ms; 0 disables it. Needs `stats`. */
+  readonly statsIntervalMs: number;
   /** Period of re-publishing every camera's `status`, ms; 0 disables it. Default 30 000. */
   readonly statusIntervalMs?: number;
   /** Where periodic stats (and camera statuses) come from. */
   readonly stats?: () => PipelineStatus;
-  /** Reconnect backoff: first delay, ms. Default 500. */
-  readonly reconnectMinMs?: number;
-  /** Reconnect backoff: longest delay, ms. Default 30 000. */
-  readonly reconnectMaxMs?: number;
-  /** Give up a connection attempt after this long, ms. Default 10 000. */
-  readonly connectTimeoutMs?: number;
-  /** MQTT keep-alive, seconds. Default 30. */
-  readonly keepaliveS?: number;
-  /** On close, how long to wait for the queue to drain, ms. Default 2000. */
-  readonly closeTimeoutMs?: number;
   readonly logger?: Logger;
   /** Aborting it closes the publisher (as {@linkcode MqttPublisher.close}). */
   readonly signal?: AbortSignal;
@@ -142,8 +111,13 @@ interface CameraContext {
  * ```ts
  * import type { ScoredFrame } from "../core/frame.ts";
  *
- * async function publishAll(scored: ReadableStream<ScoredFrame>, signal: AbortSignal) {
- *   await using publisher = new MqttPublisher({ url: "mqtt://127.0.0.1:1883", signal });
+ * // `options`: a pipeline's resolved `mqtt` section, as `pipeline/pipeline.ts` passes it.
+ * async function publishAll(
+ *   scored: ReadableStream<ScoredFrame>,
+ *   options: MqttPublisherOptions,
+ *   signal: AbortSignal,
+ * ) {
+ *   await using publisher = new MqttPublisher({ ...options, signal });
  *   await scored.pipeTo(publisher.writable, { signal });
  * }
  * ```
@@ -183,25 +157,24 @@ export class MqttPublisher implements AsyncDisposable {
    */
   constructor(options: MqttPublisherOptions) {
     // Everything is checked before the connection starts, so a throw leaks no socket.
-    this.topics = topics(options.prefix ?? DEFAULT_PREFIX);
-    this.clientId = options.clientId ??
-      `efficientad-${crypto.randomUUID().replaceAll("-", "").slice(0, 8)}`;
+    this.topics = topics(options.prefix);
+    this.clientId = options.clientId;
     this.#log = options.logger ?? createLogger({ scope: "mqtt" });
     this.#now = options.now ?? Date.now;
-    const qos = options.qos ?? 1;
+    const qos = options.qos;
     if (qos !== 0 && qos !== 1 && qos !== 2) {
       throw new RangeError(`Cannot use MQTT QoS ${qos}: expected 0, 1 or 2`);
     }
-    const map = options.map ?? {};
-    const everyN = assertNonNegativeInteger(map.everyN ?? 1, "every N", "Cannot publish maps");
+    const map = options.map;
+    const everyN = assertNonNegativeInteger(map.everyN, "every N", "Cannot publish maps");
     if ((map.width === undefined) !== (map.height === undefined)) {
       throw new RangeError("Cannot publish maps: give both width and height, or neither");
     }
-    this.#map = { everyN, onlyAnomalous: map.onlyAnomalous ?? false };
+    this.#map = { everyN, onlyAnomalous: map.onlyAnomalous };
     this.#build = new MessageBuilder({
       topics: this.topics,
       qos,
-      retainStatus: options.retainStatus ?? true,
+      retainStatus: options.retainStatus,
       ...(map.width !== undefined && map.height !== undefined
         ? {
           mapSize: [
@@ -216,27 +189,13 @@ export class MqttPublisher implements AsyncDisposable {
     this.#signal = options.signal;
     const offline = this.#build.available("offline");
     this.#connection = new MqttConnection({
-      url: options.url,
-      clientId: this.clientId,
+      ...pick(options, CONNECTION_SETTINGS),
       will: { topic: offline.topic, payload: "offline", qos: offline.qos, retain: true },
       birth: this.#build.available("online"),
       logger: this.#log,
       // An already aborted signal: the connection never starts. A later abort goes through
       // close(), which queues the shutdown events and `offline` before the connection ends.
       ...(this.#signal?.aborted ? { signal: this.#signal } : {}),
-      ...pick(options, [
-        "protocolVersion",
-        "tls",
-        "username",
-        "password",
-        "queueLimit",
-        "maxInFlight",
-        "reconnectMinMs",
-        "reconnectMaxMs",
-        "connectTimeoutMs",
-        "keepaliveS",
-        "closeTimeoutMs",
-      ]),
     });
     this.url = this.#connection.url;
     this.#warn = new WarnOnce(this.#log, (text) => this.#connection.redact(text));
@@ -253,7 +212,7 @@ export class MqttPublisher implements AsyncDisposable {
       this.#closing = Promise.resolve();
       return;
     }
-    const statsMs = options.statsIntervalMs ?? 10_000;
+    const statsMs = options.statsIntervalMs;
     if (statsMs > 0 && this.#statsProvider !== undefined) {
       this.#timers.push(setInterval(() => this.#tickStats(), statsMs));
     }

@@ -7,7 +7,12 @@ import { assertEquals, assertOk } from "../../tests/assert.ts";
 import { HAS_MOSQUITTO, Mosquitto } from "../../tests/support/mosquitto.ts";
 import type { Command } from "./commands.ts";
 import type { ModelMessage, ModelUpdate } from "./payloads.ts";
-import { captureLog, deadline, payloadJson, testPublisher, TestSubscriber } from "./_test_utils.ts";
+import { captureLog, deadline, testPublisher } from "./_test_utils.ts";
+import {
+  payloadJson,
+  persistentSession,
+  TestSubscriber,
+} from "../../tests/support/mqtt_subscriber.ts";
 
 const T0 = Date.UTC(2025, 5, 1, 12, 0, 0);
 
@@ -146,11 +151,7 @@ Deno.test({
   ignore: !HAS_MOSQUITTO,
   async fn() {
     await using broker = await Mosquitto.start({ persistence: true });
-    const archive = {
-      topics: ["efficientad/+/model"],
-      qos: 1 as const,
-      client: { clientId: "model-archive", clean: false, protocolVersion: 4 as const },
-    };
+    const archive = persistentSession("model-archive", ["efficientad/+/model"]);
     await (await TestSubscriber.connect(broker.url, archive)).close();
     await using pub = publisher(broker.url);
     using limit = deadline(15_000);

@@ -18,11 +18,11 @@ import type { ScoreMessage } from "./payloads.ts";
 import {
   captureLog,
   deadline,
-  payloadJson,
+  DEFAULT_REJECT_UNAUTHORIZED,
   syntheticScoredFrame,
   testPublisher,
-  TestSubscriber,
 } from "./_test_utils.ts";
+import { payloadJson, TestSubscriber } from "../../tests/support/mqtt_subscriber.ts";
 
 interface Brokers {
   /** Plain TCP and WebSocket listeners. */
@@ -85,7 +85,14 @@ Deno.test({
           prefix: scheme,
           logger,
           ...(TLS.has(scheme)
-            ? { tls: { ca: certs.ca, cert: certs.clientCert, key: certs.clientKey } }
+            ? {
+              tls: {
+                ca: certs.ca,
+                cert: certs.clientCert,
+                key: certs.clientKey,
+                rejectUnauthorized: DEFAULT_REJECT_UNAUTHORIZED,
+              },
+            }
             : {}),
         });
         assertEquals(pub.url, url);

@@ -26,12 +26,17 @@ import { MqttPublisher } from "./publisher.ts";
 import {
   captureLog,
   deadline,
-  payloadJson,
-  type ReceivedMessage,
+  DEFAULT_REJECT_UNAUTHORIZED,
+  publisherOptions,
   syntheticScoredFrame,
   testPublisher,
-  TestSubscriber,
 } from "./_test_utils.ts";
+import {
+  payloadJson,
+  persistentSession,
+  type ReceivedMessage,
+  TestSubscriber,
+} from "../../tests/support/mqtt_subscriber.ts";
 
 const T0 = Date.UTC(2025, 5, 1, 12, 0, 0);
 
@@ -284,11 +289,7 @@ Deno.test({
   ignore: !HAS_MOSQUITTO,
   async fn() {
     await using broker = await Mosquitto.start({ persistence: true });
-    const archive = {
-      topics: ["efficientad/+/event"],
-      qos: 1 as const,
-      client: { clientId: "event-archive", clean: false, protocolVersion: 4 as const },
-    };
+    const archive = persistentSession("event-archive", ["efficientad/+/event"]);
     // A persistent session: the broker keeps its QoS 1 messages while it is away.
     await (await TestSubscriber.connect(broker.url, archive)).close();
     const pub = publisher(broker.url, { events: { minDurationMs: 0, updateIntervalMs: 0 } });
@@ -376,6 +377,7 @@ Deno.test({
         ca: join(dir, "ca.crt"),
         cert: join(dir, "client.crt"),
         key: join(dir, "client.key"),
+        rejectUnauthorized: DEFAULT_REJECT_UNAUTHORIZED,
       };
       const files = { ca: Deno.readTextFileSync(tls.ca), cert: "", key: "" };
       files.cert = Deno.readTextFileSync(tls.cert);
@@ -468,27 +470,35 @@ Deno.test({
 
 Deno.test("MqttPublisher() rejects bad options plainly", () => {
   assertThrows(
-    () => new MqttPublisher({ url: "http://localhost" }),
+    () => new MqttPublisher(publisherOptions("http://localhost")),
     RangeError,
     "Cannot use MQTT broker URL http://localhost: expected mqtt:// or mqtts://",
   );
   assertThrows(
-    () => new MqttPublisher({ url: "mqtt://localhost", tls: { ca: "/x" } }),
+    () =>
+      new MqttPublisher(
+        publisherOptions("mqtt://localhost", { tls: { ca: "/x", rejectUnauthorized: true } }),
+      ),
     RangeError,
     "Cannot use TLS files with MQTT broker URL",
   );
   assertThrows(
-    () => new MqttPublisher({ url: "mqtts://localhost", tls: { ca: "/nonexistent/ca.crt" } }),
+    () =>
+      new MqttPublisher(
+        publisherOptions("mqtts://localhost", {
+          tls: { ca: "/nonexistent/ca.crt", rejectUnauthorized: true },
+        }),
+      ),
     Error,
     "Cannot read MQTT TLS CA file /nonexistent/ca.crt",
   );
   assertThrows(
-    () => new MqttPublisher({ url: "mqtt://localhost", prefix: "a/#" }),
+    () => new MqttPublisher(publisherOptions("mqtt://localhost", { prefix: "a/#" })),
     RangeError,
     "Cannot use MQTT topic prefix",
   );
   assertThrows(
-    () => new MqttPublisher({ url: "mqtt://localhost", map: { width: 10 } }),
+    () => new MqttPublisher(publisherOptions("mqtt://localhost", { map: { width: 10 } })),
     RangeError,
     "give both width and height",
   );
@@ -527,11 +537,7 @@ Deno.test({
   ignore: !HAS_MOSQUITTO,
   async fn() {
     await using broker = await Mosquitto.start({ persistence: true });
-    const archive = {
-      topics: ["efficientad/+/event"],
-      qos: 1 as const,
-      client: { clientId: "archive-2", clean: false, protocolVersion: 4 as const },
-    };
+    const archive = persistentSession("archive-2", ["efficientad/+/event"]);
     await (await TestSubscriber.connect(broker.url, archive)).close();
     const pub = publisher(broker.url, {
       queueLimit: 5000,

@@ -14,8 +14,8 @@ export interface TlsFileOptions {
   readonly cert?: string;
   /** The client certificate's private key (PEM). */
   readonly key?: string;
-  /** Check the broker's certificate. Default true. */
-  readonly rejectUnauthorized?: boolean;
+  /** Check the broker's certificate (a pipeline's `mqtt.tls.reject_unauthorized`). */
+  readonly rejectUnauthorized: boolean;
 }
 
 /** The contents of {@linkcode TlsFileOptions}' files, as mqtt.js takes them. */
@@ -37,7 +37,7 @@ export interface TlsFiles {
  * import { readTlsFiles } from "./tls_files.ts";
  *
  * function brokerCa() {
- *   return readTlsFiles({ ca: "/etc/ssl/broker-ca.pem" });
+ *   return readTlsFiles({ ca: "/etc/ssl/broker-ca.pem", rejectUnauthorized: true });
  *   // { ca: "-----BEGIN CERTIFICATE-----...", rejectUnauthorized: true }
  * }
  * ```
@@ -47,7 +47,7 @@ export function readTlsFiles(tls: TlsFileOptions): TlsFiles {
     ...(tls.ca !== undefined ? { ca: readFile("CA", tls.ca) } : {}),
     ...(tls.cert !== undefined ? { cert: readFile("certificate", tls.cert) } : {}),
     ...(tls.key !== undefined ? { key: readFile("key", tls.key) } : {}),
-    rejectUnauthorized: tls.rejectUnauthorized ?? true,
+    rejectUnauthorized: tls.rejectUnauthorized,
   };
 }
 

@@ -15,9 +15,6 @@
  * @module
  */
 
-/** The default topic prefix. */
-export const DEFAULT_PREFIX = "efficientad";
-
 /** The topics of one deployment (one prefix). */
 export interface Topics {
   /** `<prefix>/available`. */
@@ -89,7 +86,7 @@ export function checkCameraName(camera: string): string {
 }
 
 /**
- * The topic tree under `prefix`.
+ * The topic tree under `prefix` (a pipeline's `mqtt.topic_prefix`, resolved by the config).
  *
  * @throws {RangeError} when the prefix is not usable (see {@linkcode checkPrefix}); the
  * per-camera functions throw when the camera name is not (see {@linkcode checkCameraName}).
@@ -100,7 +97,7 @@ export function checkCameraName(camera: string): string {
  * t.score("line-1"); // "factory/efficientad/line-1/score"
  * ```
  */
-export function topics(prefix: string = DEFAULT_PREFIX): Topics {
+export function topics(prefix: string): Topics {
   checkPrefix(prefix);
   const camera = (name: string, leaf: string) => `${prefix}/${checkCameraName(name)}/${leaf}`;
   return {

@@ -1,5 +1,6 @@
 import { assertEquals, assertThrows } from "../../tests/assert.ts";
 import { matchesFilter, topics } from "./topics.ts";
+import { DEFAULT_PREFIX } from "./_test_utils.ts";
 
 Deno.test("topics() builds the topic tree under a prefix", () => {
   const t = topics("plant/efficientad");
@@ -9,7 +10,7 @@ Deno.test("topics() builds the topic tree under a prefix", () => {
   assertEquals(t.score("line-1"), "plant/efficientad/line-1/score");
   assertEquals(t.map("line-1"), "plant/efficientad/line-1/map");
   assertEquals(t.event("line-1"), "plant/efficientad/line-1/event");
-  assertEquals(topics().available, "efficientad/available");
+  assertEquals(topics(DEFAULT_PREFIX).available, "efficientad/available");
 });
 
 Deno.test("topics() rejects wildcards, empty levels and $ prefixes", () => {
@@ -19,7 +20,7 @@ Deno.test("topics() rejects wildcards, empty levels and $ prefixes", () => {
 });
 
 Deno.test("topics() rejects camera names that are not one topic level", () => {
-  const t = topics();
+  const t = topics(DEFAULT_PREFIX);
   for (const bad of ["", "a/b", "cam+", "#"]) {
     assertThrows(() => t.score(bad), RangeError, "Cannot publish for camera");
   }

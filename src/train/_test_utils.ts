@@ -4,6 +4,7 @@
  * - a deterministic stand-in for the numerical training step, for the tests of the loop,
  *   the checkpoints and the `train` command. Each step nudges one parameter by the learning
  *   rate and records what it saw, so tests can compare runs batch by batch;
+ * - `maxRelativeDiff`, how far one gradient is from a reference;
  * - the reference training quantities of `../shared/fixtures/efficientad-s-train` for the
  *   parity tests (absent on a user's clone: the tests that need them skip with a message).
  *
@@ -240,4 +241,15 @@ export function imageToHwc(t: Tensor, index = 0): Float32Array {
     for (let p = 0; p < h * w; p++) out[p * c + k] = t.data[base + k * h * w + p]!;
   }
   return out;
+}
+
+/** The largest absolute difference of `a` from `b`, over `b`'s largest magnitude (1 if 0). */
+export function maxRelativeDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let d = 0;
+  let m = 0;
+  for (let i = 0; i < a.length; i++) {
+    d = Math.max(d, Math.abs(a[i]! - b[i]!));
+    m = Math.max(m, Math.abs(b[i]!));
+  }
+  return d / (m || 1);
 }

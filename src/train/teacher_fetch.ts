@@ -12,6 +12,7 @@
  */
 import { basename, join } from "node:path";
 import { unzipSync } from "fflate";
+import { writeFileAtomic } from "../core/atomic_write.ts";
 import { errorMessage } from "../core/errors.ts";
 import { loadTeacher } from "../model/artifact.ts";
 import type { ModelSize } from "../model/config.ts";
@@ -131,7 +132,8 @@ export interface InstallOptions {
 /**
  * Checks the zip's sha256, unpacks the `pretrained_teacher_small.pth` /
  * `pretrained_teacher_medium.pth` entries (wherever they lie in the zip), validates each
- * as a teacher of its size, and writes it to `outDir` (temporary name, then rename).
+ * as a teacher of its size, and writes it to `outDir` crash-safely (`writeFileAtomic`:
+ * validated under its temporary name, flushed, then renamed).
  *
  * @throws {ChecksumError} on a sha256 mismatch (nothing is written);
  * {@linkcode Error} "Cannot unpack ..." when the zip is corrupt or holds no teacher;
@@ -165,20 +167,20 @@ export async function installTeachers(
   for (const [entry, bytes] of found) {
     const size = wanted.get(basename(entry))!;
     const path = join(outDir, teacherFileName(size));
-    const temp = `${path}.tmp-${crypto.randomUUID()}`;
-    try {
-      await Deno.writeFile(temp, bytes);
-      const teacher = await loadTeacher(temp);
-      if (teacher.size !== size) {
-        throw new Error(
-          `Cannot install ${entry}: it holds a size ${teacher.size.toUpperCase()} teacher`,
-        );
-      }
-      await Deno.rename(temp, path);
-      out.push({ size, outChannels: teacher.outChannels, path });
-    } finally {
-      await Deno.remove(temp).catch(() => {});
-    }
+    let outChannels = 0;
+    // Validated under its temporary name, so an invalid teacher never replaces a good one.
+    await writeFileAtomic(path, bytes, {
+      beforeRename: async (temp) => {
+        const teacher = await loadTeacher(temp);
+        if (teacher.size !== size) {
+          throw new Error(
+            `Cannot install ${entry}: it holds a size ${teacher.size.toUpperCase()} teacher`,
+          );
+        }
+        outChannels = teacher.outChannels;
+      },
+    });
+    out.push({ size, outChannels, path });
   }
   return out;
 }

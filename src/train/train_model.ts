@@ -44,10 +44,8 @@ export const DEFAULT_STEPS = 70_000;
 /** Default steps between checkpoints. */
 export const DEFAULT_CHECKPOINT_EVERY = 500;
 
-/** Where the training step runs. */
+/** Where the training step runs (no default here: the CLI's is `retrain.training.engine`'s). */
 export type TrainEngine = "onnx" | "tfjs";
-/** The default engine: ONNX Runtime. */
-export const DEFAULT_ENGINE: TrainEngine = "onnx";
 
 /**
  * What to train. Settings left out take their defaults, or when resuming, the
@@ -80,8 +78,8 @@ export interface TrainSettings {
   readonly checkpointDir?: string;
   /** Continue the run of this checkpoint directory. */
   readonly resume?: string;
-  /** Where the step runs when `step` is not given. Default {@linkcode DEFAULT_ENGINE}. */
-  readonly engine?: TrainEngine;
+  /** Where the step runs (when `step` is not given). */
+  readonly engine: TrainEngine;
 }
 
 /** Options of {@linkcode trainModel}: the settings and how to report and stop. */
@@ -135,9 +133,7 @@ export const UNTRAINED_TEACHER_WARNING =
  * @throws {InputError} "training is not available" with the reason when the TensorFlow.js
  * step cannot load.
  */
-export async function defaultStepFactory(
-  engine: TrainEngine = DEFAULT_ENGINE,
-): Promise<TrainStepFactory> {
+export async function defaultStepFactory(engine: TrainEngine): Promise<TrainStepFactory> {
   if (engine === "onnx") {
     const { onnxTrainStepFactory } = await import("./onnx/train_step.ts");
     return onnxTrainStepFactory();

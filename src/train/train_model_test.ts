@@ -10,12 +10,12 @@ import { defaultStepFactory, trainModel } from "./train_model.ts";
 const quiet = createLogger({ sink: () => {} });
 
 Deno.test("defaultStepFactory() loads the default (ONNX Runtime) step", async () => {
-  assertEquals(typeof (await defaultStepFactory()), "function");
+  assertEquals(typeof (await defaultStepFactory("onnx")), "function");
 });
 
 Deno.test("trainModel() needs data and out unless it resumes", async () => {
   await assertRejects(
-    () => trainModel({ out: "m", log: quiet, step: stubFactory() }),
+    () => trainModel({ out: "m", engine: "onnx", log: quiet, step: stubFactory() }),
     InputError,
     "data and out are required",
   );
@@ -34,6 +34,7 @@ Deno.test("trainModel() reports progress every logEvery steps and stops on the s
       out: join(dir, "model"),
       steps: 10,
       checkpointEvery: 0,
+      engine: "onnx",
       log: quiet,
       terminal: false,
       logEvery: 2,

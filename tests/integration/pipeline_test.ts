@@ -8,7 +8,7 @@ import { createLogger } from "../../src/core/log.ts";
 import { parsePipeline } from "../../src/config/mod.ts";
 import { Pipeline } from "../../src/pipeline/pipeline.ts";
 import { decodeMapPng } from "../../src/publish/map_png.ts";
-import { type ReceivedMessage, TestSubscriber } from "../../src/publish/_test_utils.ts";
+import { type ReceivedMessage, TestSubscriber } from "../support/mqtt_subscriber.ts";
 import { runCli } from "../../src/cli/commands.ts";
 import { assertEquals, assertOk } from "../assert.ts";
 import { HAS_MOSQUITTO, Mosquitto } from "../support/mosquitto.ts";

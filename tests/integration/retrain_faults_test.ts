@@ -16,7 +16,7 @@ import type { EfficientAdModel, Thresholds } from "../../src/model/model.ts";
 import { writeProjectModel } from "../../src/model/project_format.ts";
 import { syntheticModel } from "../../src/model/synthetic.ts";
 import { Pipeline } from "../../src/pipeline/pipeline.ts";
-import { type ReceivedMessage, TestSubscriber } from "../../src/publish/_test_utils.ts";
+import { type ReceivedMessage, TestSubscriber } from "../support/mqtt_subscriber.ts";
 import { FrameStore } from "../../src/retrain/frame_store.ts";
 import { ModelRegistry, REGISTRY_FILE, VERSIONS_DIR } from "../../src/retrain/registry.ts";
 import { FAILPOINT_ENV } from "../../src/retrain/failpoint.ts";

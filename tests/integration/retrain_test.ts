@@ -10,7 +10,7 @@ import { parsePipeline } from "../../src/config/mod.ts";
 import { Pipeline } from "../../src/pipeline/pipeline.ts";
 import { writeProjectModel } from "../../src/model/project_format.ts";
 import { syntheticModel } from "../../src/model/synthetic.ts";
-import { type ReceivedMessage, TestSubscriber } from "../../src/publish/_test_utils.ts";
+import { type ReceivedMessage, TestSubscriber } from "../support/mqtt_subscriber.ts";
 import { assertEquals, assertOk } from "../assert.ts";
 import { HAS_MOSQUITTO, Mosquitto } from "../support/mosquitto.ts";
 import { HAS_FFMPEG } from "../support/ffmpeg.ts";

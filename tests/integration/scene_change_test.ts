@@ -19,7 +19,7 @@ import { fileURLToPath } from "node:url";
 import { createLogger } from "../../src/core/log.ts";
 import { parsePipeline } from "../../src/config/mod.ts";
 import { Pipeline } from "../../src/pipeline/pipeline.ts";
-import { type ReceivedMessage, TestSubscriber } from "../../src/publish/_test_utils.ts";
+import { type ReceivedMessage, TestSubscriber } from "../support/mqtt_subscriber.ts";
 import { assertOk } from "../assert.ts";
 import { HAS_MOSQUITTO, Mosquitto } from "../support/mosquitto.ts";
 import { HAS_FFMPEG } from "../support/ffmpeg.ts";

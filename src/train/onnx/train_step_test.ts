@@ -18,6 +18,7 @@ Deno.test("onnxTrainStepFactory() trains, calibrates and writes a model the engi
       penaltyImages: join(dir, "penalty"),
       steps: 2,
       holdout: 0.5,
+      engine: "onnx",
       log: createLogger({ sink: (l) => lines.push(l) }),
       terminal: false,
     });
@@ -54,6 +55,7 @@ Deno.test("onnxTrainStepFactory() resumes from a checkpoint to the same weights 
       steps: 2,
       holdout: 0.34,
       checkpointEvery: 0,
+      engine: "onnx" as const,
       log,
       terminal: false,
     });
@@ -78,6 +80,7 @@ Deno.test("onnxTrainStepFactory() resumes from a checkpoint to the same weights 
     assertEquals([first.interrupted, first.step], [true, 1]);
     const second = await trainModel({
       resume: join(dir, "parts", "checkpoint"),
+      engine: "onnx",
       log,
       terminal: false,
       signal: new AbortController().signal,

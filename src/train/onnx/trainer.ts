@@ -73,8 +73,11 @@ export interface OnnxTrainerLosses {
   readonly total: number;
 }
 
-/** The images of one step, each 3 x H x W or 1 x 3 x H x W, RGB in [0, 1]. */
-export interface StepImages {
+/**
+ * The images of one ONNX training step, each 3 x H x W or 1 x 3 x H x W, RGB in [0, 1]
+ * (core tensors; the tfjs trainer's are `StepImages` in `tfjs/losses.ts`).
+ */
+export interface OnnxStepImages {
   readonly x: Tensor;
   /** Required when the trainer was made with `penalty` (the default). */
   readonly penalty?: Tensor;
@@ -144,7 +147,7 @@ export class OnnxTrainer implements AsyncDisposable {
   }
 
   /** One training step at learning rate `lr`; returns the losses before the update. */
-  async trainStep(images: StepImages, lr: number): Promise<OnnxTrainerLosses> {
+  async trainStep(images: OnnxStepImages, lr: number): Promise<OnnxTrainerLosses> {
     const { config } = this.#options;
     const x = batchOfOne(images.x);
     const augmented = batchOfOne(images.augmented);

@@ -4,6 +4,7 @@ import { selectTfjsBackend } from "../../infer/tfjs/backend.ts";
 import { uniformStream } from "../../model/synthetic.ts";
 import { conv2dWithGrad } from "./conv_grad.ts";
 import { ensureGradients } from "./gradients.ts";
+import { maxRelativeDiff as maxRel } from "../_test_utils.ts";
 
 function random(n: number, key: string): Float32Array {
   const next = uniformStream(key, 3);
@@ -42,16 +43,6 @@ function gradsOf(c: (typeof CASES)[number], custom: boolean): Grads {
       dw: dw!.dataSync() as Float32Array,
     };
   }) as unknown as Grads;
-}
-
-function maxRel(a: Float32Array, b: Float32Array): number {
-  let d = 0;
-  let m = 0;
-  for (let i = 0; i < a.length; i++) {
-    d = Math.max(d, Math.abs(a[i]! - b[i]!));
-    m = Math.max(m, Math.abs(b[i]!));
-  }
-  return d / (m || 1);
 }
 
 Deno.test("conv2dWithGrad() on wasm matches the cpu backend's own convolution gradients", async () => {

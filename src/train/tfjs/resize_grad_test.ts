@@ -4,6 +4,7 @@ import { selectTfjsBackend } from "../../infer/tfjs/backend.ts";
 import { resizeBilinear } from "../../infer/tfjs/networks.ts";
 import { uniformStream } from "../../model/synthetic.ts";
 import { ensureGradients } from "./gradients.ts";
+import { maxRelativeDiff as maxRel } from "../_test_utils.ts";
 import { interpolationMatrix, resizeBilinearWithGrad } from "./resize_grad.ts";
 
 function random(n: number, key: string): Float32Array {
@@ -43,16 +44,6 @@ function transpose(a: Float32Array, out: number, inSize: number): Float32Array {
     for (let i = 0; i < inSize; i++) t[i * out + o] = a[o * inSize + i]!;
   }
   return t;
-}
-
-function maxRel(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let d = 0;
-  let m = 0;
-  for (let i = 0; i < a.length; i++) {
-    d = Math.max(d, Math.abs(a[i]! - b[i]!));
-    m = Math.max(m, Math.abs(b[i]!));
-  }
-  return d / (m || 1);
 }
 
 const SIZES: [number, number, number, number][] = [[1, 1, 3, 3], [3, 3, 8, 8], [7, 5, 15, 4], [

@@ -1,0 +1,40 @@
+/** The test subscriber against the embedded broker (no mosquitto needed). */
+import mqtt from "mqtt";
+import { EmbeddedBroker } from "../../src/publish/broker.ts";
+import { createLogger } from "../../src/core/log.ts";
+import { assertEquals, assertRejects } from "../assert.ts";
+import { payloadJson, persistentSession, TestSubscriber } from "./mqtt_subscriber.ts";
+
+const quiet = createLogger({ level: "error", sink: () => {} });
+
+Deno.test("TestSubscriber keeps what arrives and waits for the messages asked for", async () => {
+  await using broker = await EmbeddedBroker.start({ host: "127.0.0.1", port: 0, logger: quiet });
+  await using sub = await TestSubscriber.connect(broker.url, {
+    topics: ["t/#"],
+    client: { protocolVersion: broker.protocolVersion },
+  });
+  const client = await mqtt.connectAsync(broker.url, { protocolVersion: 4 });
+  try {
+    await client.publishAsync("t/a", JSON.stringify({ n: 1 }), { qos: 1 });
+    await client.publishAsync("t/b", "two", { qos: 1 });
+    const [b] = await sub.waitFor((m) => m.topic === "t/b");
+    assertEquals(b!.text, "two");
+    assertEquals(payloadJson<{ n: number }>(sub.on("t/a")[0]!), { n: 1 });
+    assertEquals(sub.messages.map((m) => m.topic), ["t/a", "t/b"]);
+    await assertRejects(
+      () => sub.waitFor((m) => m.topic === "t/c", { timeoutMs: 50 }),
+      Error,
+      "Cannot wait for 1 MQTT messages: 0 arrived in time",
+    );
+  } finally {
+    await client.endAsync();
+  }
+});
+
+Deno.test("persistentSession() asks for a QoS 1 session that the broker keeps", () => {
+  assertEquals(persistentSession("archive", ["t/#"]), {
+    topics: ["t/#"],
+    qos: 1,
+    client: { clientId: "archive", clean: false, protocolVersion: 4 },
+  });
+});
