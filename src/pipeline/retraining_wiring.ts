@@ -19,6 +19,7 @@
  *
  * @module
  */
+import { formatDuration } from "../core/duration.ts";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { errorMessage } from "../core/errors.ts";
@@ -216,7 +217,9 @@ function logEvent(log: Logger, e: RetrainEvent): void {
         log.info("training", {
           step: `${e.progress.step}/${e.progress.total}`,
           ...(e.progress.loss !== undefined ? { loss: e.progress.loss } : {}),
-          ...(e.progress.etaMs !== undefined ? { etaMs: e.progress.etaMs } : {}),
+          ...(e.progress.etaMs !== undefined
+            ? { eta: formatDuration(e.progress.etaMs / 1000) }
+            : {}),
         });
       }
       return;

@@ -1,6 +1,6 @@
 import { assertEquals, assertOk } from "../../tests/assert.ts";
 import { createLogger } from "../core/log.ts";
-import { formatDuration, ProgressDisplay } from "./progress_display.ts";
+import { ProgressDisplay } from "./progress_display.ts";
 import type { TrainProgress } from "./progress_event.ts";
 import type { StepEvent } from "./loop.ts";
 
@@ -12,13 +12,6 @@ function fakeClock(): { now: () => number; advance: (ms: number) => void } {
   let t = 0;
   return { now: () => t, advance: (ms) => (t += ms) };
 }
-
-Deno.test("formatDuration() prints hours, minutes and seconds", () => {
-  assertEquals(formatDuration(5), "5s");
-  assertEquals(formatDuration(65), "1m05s");
-  assertEquals(formatDuration(3723), "1h02m03s");
-  assertEquals(formatDuration(NaN), "?");
-});
 
 Deno.test("ProgressDisplay() draws a bar in place with rate and ETA on a terminal", () => {
   const chunks: string[] = [];
