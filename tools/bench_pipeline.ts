@@ -283,6 +283,45 @@ async function measure(
   return { piece, wallUs: (wall * 1000) / frames, cpuUs: (cpu * 1000) / frames };
 }
 
+/**
+ * Reads `frames` 256x256 RGB frames from an ffmpeg that writes them as fast as it can (its
+ * CPU is its own process's): this process's CPU per frame of reading and cutting them.
+ */
+async function ffmpegRead(how: string, byob: boolean, frames = 3000): Promise<StageRow> {
+  const frameBytes = 256 * 256 * 3;
+  const child = new Deno.Command("ffmpeg", {
+    args: [
+      ...["-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i"],
+      "color=c=gray:size=256x256:rate=1000",
+      ...["-frames:v", String(frames), "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"],
+    ],
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const assembler = new FrameAssembler(frameBytes);
+  let got = 0;
+  const c0 = cpuMs();
+  const t0 = performance.now();
+  if (byob) {
+    const reader = child.stdout.getReader({ mode: "byob" });
+    for (;;) {
+      const { value, done } = await reader.read(assembler.readView());
+      if (done || value === undefined) break;
+      if (assembler.commit(value) !== undefined) got++;
+    }
+  } else {
+    for await (const chunk of child.stdout) got += assembler.push(chunk).length;
+  }
+  const wall = performance.now() - t0;
+  const cpu = cpuMs() - c0;
+  await child.status;
+  return {
+    piece: `read: ffmpeg's pipe, ${how}`,
+    wallUs: (wall * 1000) / got,
+    cpuUs: (cpu * 1000) / got,
+  };
+}
+
 async function stagesTable(): Promise<void> {
   const rows: StageRow[] = [];
   const frame = testFrame(0);
@@ -291,10 +330,12 @@ async function stagesTable(): Promise<void> {
   const chunks: Uint8Array[] = [];
   for (let p = 0; p < frame.rgb.length; p += 65536) chunks.push(frame.rgb.slice(p, p + 65536));
   rows.push(
-    await measure("read: assemble 256x256 RGB from 64 KiB chunks", 1, () => {
+    await measure("read: assemble 256x256 RGB from 64 KiB chunks (copying)", 1, () => {
       for (const c of chunks) assembler.push(c);
     }),
   );
+  rows.push(await ffmpegRead("default reader + push (before)", false));
+  rows.push(await ffmpegRead("BYOB reader into the frame (the camera's loop)", true));
   rows.push(
     await measure(
       "resize: exact, source at the model's size (none)",

