@@ -3,6 +3,10 @@
  * float32 tensor with values `byte / 255` in [0, 1], channel-planar, as PyTorch's
  * `ToTensor` (and `image/decode.ts`'s `imageToTensor`, bit for bit).
  *
+ * Cost on the frame path: about 30 µs of CPU per 256x256 frame here, and 4 bytes per value
+ * to move to a GPU. An engine that uploads the uint8 frames and converts them on the
+ * device would skip both (a note for GPU engines; the engines take float32 today).
+ *
  * @module
  */
 import type { Frame } from "../core/frame.ts";
