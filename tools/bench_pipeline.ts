@@ -30,7 +30,7 @@ import { NoopEngine } from "../src/infer/noop_engine.ts";
 import { EmbeddedBroker } from "../src/publish/broker.ts";
 import { FrameAssembler } from "../src/ingest/frame_assembler.ts";
 import { resizeRgbExact } from "../src/ingest/exact_resize.ts";
-import { framesToTensor } from "../src/infer/batch_tensor.ts";
+import { BatchPacker, framesToTensor } from "../src/infer/batch_tensor.ts";
 import { InferenceStage } from "../src/infer/stage.ts";
 import { MessageBuilder } from "../src/publish/messages.ts";
 import { topics } from "../src/publish/topics.ts";
@@ -353,7 +353,21 @@ async function stagesTable(): Promise<void> {
     ),
   );
   const batch = [0, 1, 2, 3].map((i) => testFrame(i));
-  rows.push(await measure("pack: framesToTensor, batch of 4", 4, () => framesToTensor(batch)));
+  rows.push(
+    await measure(
+      "pack: framesToTensor (new buffer per batch), batch of 4",
+      4,
+      () => framesToTensor(batch),
+    ),
+  );
+  const packer = new BatchPacker();
+  rows.push(
+    await measure(
+      "pack: BatchPacker (reused buffer, the stage's), batch of 4",
+      4,
+      () => packer.pack(batch),
+    ),
+  );
   // The whole inference stage around the no-op engine: pack, run, judge, scored frames.
   {
     await using engine = new NoopEngine();
