@@ -1,25 +1,46 @@
 /**
  * The pipeline the benchmarks run: `cameras` lavfi test cameras at 256x256 and `fps`, the
- * built-in model on ONNX Runtime, batches of up to 4, an embedded broker on a free port,
- * small maps for every frame (so that publishing costs what it costs), no HTTP.
+ * built-in model on ONNX Runtime, batches of up to 4, an embedded broker on a free port
+ * (or the broker at `mqttUrl`), small maps for every frame (so that publishing costs what
+ * it costs), no HTTP.
  *
  * @module
  */
 import { parsePipeline, type ResolvedPipeline } from "../src/config/mod.ts";
 
+/** Options of {@linkcode benchPipeline}. */
+export interface BenchPipelineOptions {
+  /** Publish to this broker instead of an embedded one. */
+  readonly mqttUrl?: string;
+  /** The batcher's `max_batch`. Default `min(cameras, 4)`. */
+  readonly maxBatch?: number;
+  /** The batcher's `queue_per_camera`. Default 1. */
+  readonly queuePerCamera?: number;
+}
+
 /** The benchmarks' pipeline; see the module doc. */
-export function benchPipeline(cameras: number, fps: number, name: string): ResolvedPipeline {
+export function benchPipeline(
+  cameras: number,
+  fps: number,
+  name: string,
+  options: BenchPipelineOptions = {},
+): ResolvedPipeline {
   const cams = Array.from({ length: cameras }, (_, i) =>
     `  - name: cam${i}
     url: "lavfi:testsrc2=size=256x256:rate=${fps}"
     fps: ${fps}`).join("\n");
+  const broker = options.mqttUrl !== undefined
+    ? `url: "${options.mqttUrl}"`
+    : "embedded: { port: 0 }";
   return parsePipeline(
     `cameras:
 ${cams}
 model: { engine: onnx }
-batching: { max_batch: ${Math.min(cameras, 4)}, max_wait_ms: 20, queue_per_camera: 1 }
+batching: { max_batch: ${
+      options.maxBatch ?? Math.min(cameras, 4)
+    }, max_wait_ms: 20, queue_per_camera: ${options.queuePerCamera ?? 1} }
 mqtt:
-  embedded: { port: 0 }
+  ${broker}
   map: { every_n: 1, width: 64, height: 64 }
 http: { enabled: false }
 logging: { level: warn }

@@ -2,7 +2,7 @@ import type { Frame } from "../core/frame.ts";
 import { stack } from "../core/tensor.ts";
 import { imageToTensor } from "../image/decode.ts";
 import { assertEquals, assertThrows } from "../../tests/assert.ts";
-import { framesToTensor } from "./batch_tensor.ts";
+import { BatchPacker, framesToTensor } from "./batch_tensor.ts";
 
 function frame(seq: number, width: number, height: number): Frame {
   const rgb = Uint8Array.from({ length: width * height * 3 }, (_, i) => (i * 7 + seq * 13) % 256);
@@ -39,4 +39,31 @@ Deno.test("framesToTensor() rejects frames of different sizes or short buffers",
   );
   const short = { ...frame(4, 2, 2), rgb: new Uint8Array(5) };
   assertThrows(() => framesToTensor([short]), RangeError, "holds 5 bytes, expected 12");
+});
+
+Deno.test("BatchPacker.pack() matches framesToTensor() and reuses its buffer", () => {
+  const packer = new BatchPacker();
+  const four = [frame(0, 5, 3), frame(1, 5, 3), frame(2, 5, 3), frame(3, 5, 3)];
+  const a = packer.pack(four);
+  assertEquals(a.shape, [4, 3, 3, 5]);
+  assertEquals(a.data, framesToTensor(four).data);
+  assertEquals(packer.capacity, 4 * 3 * 15 * 4);
+  const b = packer.pack(four.slice(1, 3));
+  assertEquals(b.shape, [2, 3, 3, 5]);
+  assertEquals(b.data, framesToTensor(four.slice(1, 3)).data);
+  assertEquals(b.data.buffer === a.data.buffer, true);
+  assertEquals(packer.capacity, 4 * 3 * 15 * 4);
+  assertThrows(() => packer.pack([]), RangeError, "no frames given");
+});
+
+Deno.test("framesToTensor() gives the same values for aligned, unaligned and odd-sized frames", () => {
+  for (const [w, h] of [[8, 4], [5, 3], [7, 1]] as const) {
+    const f = frame(3, w, h);
+    const backing = new Uint8Array(f.rgb.length + 1);
+    backing.set(f.rgb, 1);
+    const unaligned = { ...f, rgb: backing.subarray(1) };
+    const expected = imageToTensor({ width: w, height: h, data: f.rgb }).data;
+    assertEquals(framesToTensor([f]).data, expected);
+    assertEquals(framesToTensor([unaligned]).data, expected);
+  }
 });

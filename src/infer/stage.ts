@@ -50,7 +50,7 @@ import { type PercentileSnapshot, RollingPercentiles } from "../core/percentiles
 import { item } from "../core/tensor.ts";
 import type { InferenceEngine, InferenceOutput } from "./engine.ts";
 import type { Thresholds } from "../model/model.ts";
-import { framesToTensor } from "./batch_tensor.ts";
+import { BatchPacker } from "./batch_tensor.ts";
 import type { ThresholdPolicy } from "../core/threshold_policy.ts";
 import { judgeScore } from "./judge.ts";
 
@@ -152,6 +152,8 @@ export class InferenceStage implements ReadableWritablePair<ScoredFrame, Frame[]
   #swaps = 0;
   #errors = new Map<string, number>();
   #toldNoThresholds = new Set<string>();
+  /** One batch is packed at a time (a run finishes before the next is packed). */
+  #packer = new BatchPacker();
 
   /**
    * Makes the stage around an engine.
@@ -283,7 +285,7 @@ export class InferenceStage implements ReadableWritablePair<ScoredFrame, Frame[]
       for (const [slot, indices] of parts) {
         const part = indices.map((i) => frames[i]!);
         try {
-          const batch = framesToTensor(part);
+          const batch = this.#packer.pack(part);
           const t0 = performance.now();
           const out = await slot.engine.run(batch, { signal: this.#abort.signal });
           const ms = performance.now() - t0;

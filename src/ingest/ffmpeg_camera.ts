@@ -398,7 +398,9 @@ export class FfmpegCamera implements AsyncDisposable {
     }
     this.#runFirstFrameAt = undefined;
     const stderrDone = drainStderr(child.stderr, this.#stderr);
-    const reader = child.stdout.getReader();
+    // BYOB: ffmpeg's bytes are read straight into the frame being filled (no chunk is
+    // allocated or copied per read).
+    const reader = child.stdout.getReader({ mode: "byob" });
     const assembler = new FrameAssembler(frameSize.width * frameSize.height * 3);
 
     // An object, not a `let`: the watchdog and the stop listener change it from closures.
@@ -423,9 +425,10 @@ export class FfmpegCamera implements AsyncDisposable {
     let readError: string | undefined;
     try {
       while (run.reason === "ended") {
-        const { value, done } = await reader.read();
-        if (done || run.reason !== "ended") break;
-        for (const rgb of assembler.push(value)) {
+        const { value, done } = await reader.read(assembler.readView());
+        if (done || value === undefined || run.reason !== "ended") break;
+        const rgb = assembler.commit(value);
+        if (rgb !== undefined) {
           frames++;
           arm(this.#stallMs);
           this.#emit(rgb, frameSize);

@@ -10,6 +10,11 @@ import { assertPositiveInteger } from "../core/check.ts";
  * of exactly `frameBytes` bytes. Partial frames are kept until they are complete and are
  * never returned; each returned frame is a fresh buffer the caller owns.
  *
+ * Two ways in: {@linkcode FrameAssembler.push} copies chunks that a default reader
+ * returned; {@linkcode FrameAssembler.readView} and {@linkcode FrameAssembler.commit} let a
+ * BYOB reader (`getReader({ mode: "byob" })`) read straight into the frame being filled,
+ * so that no chunk is allocated or copied.
+ *
  * @example
  * ```ts
  * import { FrameAssembler } from "./frame_assembler.ts";
@@ -59,6 +64,52 @@ export class FrameAssembler {
       }
     }
     return frames;
+  }
+
+  /**
+   * The unfilled rest of the current frame, for a BYOB reader's `read()`. The read
+   * transfers its buffer: give what it returns to {@linkcode commit} before the next call.
+   */
+  readView(): Uint8Array {
+    return new Uint8Array(this.#current.buffer, this.#filled, this.#frameBytes - this.#filled);
+  }
+
+  /**
+   * Takes back the view a BYOB read of {@linkcode readView} returned (its bytes are the
+   * frame's next bytes) and returns the frame when it is complete.
+   *
+   * @example
+   * ```ts
+   * import { FrameAssembler } from "./frame_assembler.ts";
+   *
+   * async function frames(child: Deno.ChildProcess, emit: (frame: Uint8Array) => void) {
+   *   const assembler = new FrameAssembler(256 * 256 * 3);
+   *   const reader = child.stdout.getReader({ mode: "byob" });
+   *   for (;;) {
+   *     const { value, done } = await reader.read(assembler.readView());
+   *     if (done) break;
+   *     const frame = assembler.commit(value);
+   *     if (frame !== undefined) emit(frame);
+   *   }
+   * }
+   * ```
+   *
+   * @throws {RangeError} when `view` is not a view of the current frame at its fill point.
+   */
+  commit(view: Uint8Array): Uint8Array | undefined {
+    if (view.byteOffset !== this.#filled || view.buffer.byteLength !== this.#frameBytes) {
+      throw new RangeError(
+        "Cannot assemble frames: the view is not the one readView() gave (at byte " +
+          `${this.#filled} of a ${this.#frameBytes}-byte frame)`,
+      );
+    }
+    this.#current = new Uint8Array(view.buffer);
+    this.#filled += view.byteLength;
+    if (this.#filled < this.#frameBytes) return undefined;
+    const frame = this.#current;
+    this.#current = new Uint8Array(this.#frameBytes);
+    this.#filled = 0;
+    return frame;
   }
 
   /** Drops a partial frame (after the pipe it came from ended). */

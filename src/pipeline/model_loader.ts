@@ -33,7 +33,12 @@ export interface LoadedModel {
 export async function loadPipelineModel(
   model: ResolvedModel,
   log: Logger,
-  learning?: { readonly plan: LearningPlan; readonly notice?: string },
+  learning?: {
+    readonly plan: LearningPlan;
+    readonly notice?: string;
+    /** Serve this engine instead of opening one for the artifact. */
+    readonly engine?: InferenceEngine;
+  },
 ): Promise<LoadedModel> {
   let artifact: Artifact;
   if (model.path === null) {
@@ -60,7 +65,7 @@ export async function loadPipelineModel(
   } else {
     artifact = await loadArtifact(model.path, model.hints);
   }
-  const engine = await createEngine(artifact, {
+  const engine = learning?.engine ?? await createEngine(artifact, {
     type: model.engine,
     executionProviders: model.executionProviders,
     ...(model.threads !== null ? { intraOpThreads: model.threads } : {}),

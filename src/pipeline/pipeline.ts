@@ -42,6 +42,7 @@ import { createHandler } from "../http/handler.ts";
 import { HttpServer } from "../http/server.ts";
 import type { ResizeMethod } from "../model/model.ts";
 import { type LoadedModel, loadPipelineModel } from "./model_loader.ts";
+import type { InferenceEngine } from "../infer/engine.ts";
 import { type Retraining, startRetraining } from "./retraining_wiring.ts";
 import type { Command } from "../publish/commands.ts";
 
@@ -55,6 +56,11 @@ export interface PipelineStartOptions {
   readonly signal?: AbortSignal;
   /** The retraining subprocess's argv before its flags (tests pass a fake trainer). */
   readonly trainCommand?: readonly string[];
+  /**
+   * An engine to serve instead of opening the configured one (benchmarks and tests: the
+   * no-op engine of `infer/noop_engine.ts`); the pipeline owns it and disposes it.
+   */
+  readonly engine?: InferenceEngine;
 }
 
 /** A running pipeline. Dispose it (or abort its signal) to stop, producers first. */
@@ -145,6 +151,7 @@ export class Pipeline implements AsyncDisposable {
       const model = await loadPipelineModel(config.model, log.child("model"), {
         plan: learningPlan(config),
         ...(notice !== undefined ? { notice } : {}),
+        ...(options.engine !== undefined ? { engine: options.engine } : {}),
       });
       stack.use(model.engine);
 

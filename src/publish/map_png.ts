@@ -16,7 +16,7 @@
  *
  * @module
  */
-import { zlibSync } from "fflate";
+import { deflateSync } from "node:zlib";
 import { InputError } from "../core/errors.ts";
 import { formatShape, type Tensor } from "../core/tensor.ts";
 import { decodeImage } from "../image/decode.ts";
@@ -245,7 +245,11 @@ function encodeGray8Png(
   const chunks = [
     chunk("IHDR", ihdr),
     chunk("tEXt", text),
-    chunk("IDAT", zlibSync(raw, { level: 3 })), // level 6 is 2.5x slower for ~25 % fewer bytes
+    // The platform's zlib, level 6, with a window just large enough for the whole image
+    // (compression as with the full 32 KiB window, less state to set up per map): a 64x64
+    // map's PNG in about half the CPU of fflate's level 3, which builds its tables on every
+    // call, for the same size.
+    chunk("IDAT", deflateSync(raw, { level: 6, windowBits: windowBitsFor(raw.length) })),
     chunk("IEND", new Uint8Array(0)),
   ];
   const out = new Uint8Array(8 + chunks.reduce((n, c) => n + c.length, 0));
@@ -256,6 +260,11 @@ function encodeGray8Png(
     p += c.length;
   }
   return out;
+}
+
+/** The smallest zlib window (9..15 bits) that holds `length` bytes. */
+function windowBitsFor(length: number): number {
+  return Math.min(15, Math.max(9, Math.ceil(Math.log2(Math.max(length, 1)))));
 }
 
 function chunk(type: string, data: Uint8Array): Uint8Array {

@@ -86,3 +86,15 @@ Deno.test("decodeMapPng() rejects a PNG without the header", () => {
   assertThrows(() => decodeMapPng(bad, "t/map"), InputError, "Cannot decode t/map: no tEXt chunk");
   assertThrows(() => decodeMapPng(new Uint8Array(4)), InputError, "not a PNG file");
 });
+
+Deno.test("encodeMapPng() round-trips maps from 1x1 to 256x256 (zlib windows 9 to 15 bits)", () => {
+  for (const [h, w] of [[1, 1], [8, 8], [64, 64], [256, 256]] as const) {
+    const data = bumpMap(h, w);
+    const { png, header } = encodeMapPng(tensor([h, w], data), OPTIONS);
+    const decoded = decodeMapPng(png);
+    const range = header.max - header.min;
+    for (let i = 0; i < data.length; i++) {
+      assertAlmostEquals(decoded.values[i]!, data[i]!, range / 255 + 1e-7);
+    }
+  }
+});
