@@ -6,16 +6,18 @@
  *
  * ```sh
  * deno task bench:gpu [--sizes s,m] [--batches 1,8,32] [--runs 20] [--warmup 3]
- *   [--cpu-runs 3] [--cpu-batches 1,8,32] [--engines webgpu,cpu,torch]
+ *   [--cpu-runs 3] [--cpu-batches 1,8,32] [--engines webgpu,cpu,torch] [--budget-s S]
  *   [--teacher-out-channels 384] [--quick]
  * ```
  *
  * `--quick` is for a software adapter (llvmpipe): S only, batch 1, teacher_out_channels 64,
- * one run, no warm-up beyond the first result.
+ * one run, no warm-up beyond the first result. `--budget-s` bounds the whole run: rows not
+ * started in time are listed as skipped, and the table is still printed.
  *
  * Columns: ms per batch is the median of `--runs` timed `engine.run` calls after `--warmup`
- * untimed ones (the first result counts as one), from a Float32 batch in host memory to the
- * maps in host memory; frames/s is batch / that time; the first result is session creation
+ * untimed ones (the first result counts as one; fewer runs, at least 3, where they would take
+ * over 15 s), from a Float32 batch in host memory to the maps in host memory; frames/s is
+ * batch / that time; the first result is session creation
  * plus the first run at the first batch size; GPU memory is `nvidia-smi`'s `memory.used`
  * after the runs minus its value before the engine was made (torch: its own
  * `max_memory_reserved`), "n/a" where there is no `nvidia-smi`. "vs CPU" and "vs torch" are
@@ -54,6 +56,7 @@ const { values } = parseArgs({
     "cpu-batches": { type: "string" },
     engines: { type: "string", default: "webgpu,cpu,torch" },
     "teacher-out-channels": { type: "string", default: "384" },
+    "budget-s": { type: "string" },
     quick: { type: "boolean", default: false },
   },
 });
@@ -125,16 +128,42 @@ async function gpuName(): Promise<string> {
   }
 }
 
-/** Median ms of `n` runs, after `warm` untimed runs. */
+/** Seconds the timed runs of one row may take: fewer runs (at least 3) when they are slow. */
+const ROW_SECONDS = 15;
+
+/**
+ * Median ms of up to `n` runs after `warm` untimed ones; when one run is slow, only as many
+ * as fit in {@linkcode ROW_SECONDS} (at least 3, or `n` when smaller).
+ */
 async function time(fn: () => Promise<unknown>, n: number, warm: number): Promise<number> {
-  for (let i = 0; i < warm; i++) await fn();
+  let last = 0;
+  for (let i = 0; i < warm; i++) {
+    const t0 = performance.now();
+    await fn();
+    last = performance.now() - t0;
+  }
+  const fit = last > 0 ? Math.max(3, Math.floor((ROW_SECONDS * 1000) / last)) : n;
   const ts: number[] = [];
-  for (let i = 0; i < n; i++) {
+  for (let i = 0; i < Math.min(n, fit); i++) {
     const t0 = performance.now();
     await fn();
     ts.push(performance.now() - t0);
   }
   return median(ts);
+}
+
+if (values["budget-s"] !== undefined && !(Number(values["budget-s"]) > 0)) {
+  throw new RangeError("Cannot run the benchmark: --budget-s must be a positive number of seconds");
+}
+
+/** The whole run's time budget (`--budget-s`): rows not started by then are listed as skipped. */
+const deadline = values["budget-s"] === undefined
+  ? Infinity
+  : performance.now() + Number(values["budget-s"]) * 1000;
+
+/** Milliseconds left of the budget. */
+function left(): number {
+  return deadline - performance.now();
 }
 
 interface EngineRun {
@@ -153,6 +182,15 @@ async function benchEngine(model: EfficientAdModel, run: EngineRun): Promise<Row
   const { logger, lastWarning } = warningLogger();
   const baseline = await gpuMemoryUsed();
   const options = engineOptions(run.providers, { fp16: run.fp16, logger });
+  if (left() <= 0) {
+    return run.fp16 ? [] : [{
+      size,
+      batch: run.batches[0]!,
+      engine: run.label,
+      serving: "-",
+      note: "skipped: --budget-s spent",
+    }];
+  }
   const t0 = performance.now();
   let engine: InferenceEngine & { provider: string };
   try {
@@ -180,6 +218,16 @@ async function benchEngine(model: EfficientAdModel, run: EngineRun): Promise<Row
   if (run.fp16 && !servesFp16(engine)) return [];
   const out: Row[] = [];
   for (const [i, b] of run.batches.entries()) {
+    if (left() <= 0) {
+      out.push({
+        size,
+        batch: b,
+        engine: run.label,
+        serving: engine.description,
+        note: "skipped: --budget-s spent",
+      });
+      continue;
+    }
     const batch = syntheticBatch(b);
     let firstMs: number | undefined;
     if (i === 0) {
@@ -212,6 +260,15 @@ function merge(into: Row[], fp16: Row[]): void {
 
 /** The torch rows, or one row saying why there are none. */
 async function benchTorch(): Promise<Row[]> {
+  if (left() <= 0) {
+    return [{
+      size: "-",
+      batch: 0,
+      engine: "torch cuda",
+      serving: "-",
+      note: "skipped: --budget-s spent",
+    }];
+  }
   const script = new URL("./bench_torch.py", import.meta.url).pathname;
   const args = [
     script,
@@ -221,8 +278,13 @@ async function benchTorch(): Promise<Row[]> {
   ];
   let stdout: string;
   try {
-    const out = await new Deno.Command("python3", { args, stdout: "piped", stderr: "inherit" })
-      .output();
+    const signal = Number.isFinite(left()) ? AbortSignal.timeout(Math.max(1, left())) : undefined;
+    const out = await new Deno.Command("python3", {
+      args,
+      stdout: "piped",
+      stderr: "inherit",
+      ...(signal ? { signal } : {}),
+    }).output();
     stdout = new TextDecoder().decode(out.stdout);
     if (!out.success) {
       return [{
@@ -275,8 +337,15 @@ async function benchTorch(): Promise<Row[]> {
   return rowsOut;
 }
 
-for (const size of sizes) {
-  const model = syntheticModel(resolveConfig({ size, teacherOutChannels: channels }));
+// The reference first (it is the result's denominator), the CPU provider last (the slowest,
+// so that a budget cut takes it first). The table is sorted by size and batch below.
+if (engines.has("torch")) rows.push(...await benchTorch());
+const models = new Map(
+  sizes.map((
+    size,
+  ) => [size, syntheticModel(resolveConfig({ size, teacherOutChannels: channels }))]),
+);
+for (const model of models.values()) {
   for (const name of engines) {
     if (name === "cpu" || name === "torch") continue;
     const gpu: EngineRun = {
@@ -292,7 +361,9 @@ for (const size of sizes) {
     merge(fp32, timed ? await benchEngine(model, { ...gpu, fp16: true }) : []);
     rows.push(...fp32);
   }
-  if (engines.has("cpu")) {
+}
+if (engines.has("cpu")) {
+  for (const model of models.values()) {
     rows.push(
       ...await benchEngine(model, {
         label: "cpu",
@@ -305,7 +376,12 @@ for (const size of sizes) {
     );
   }
 }
-if (engines.has("torch")) rows.push(...await benchTorch());
+const engineOrder = (e: string) => e === "cpu" ? 2 : e === "torch cuda" ? 3 : 1;
+const sizeOrder = (s: string) => s === "-" ? 9 : s.charCodeAt(0) === 83 ? 0 : 1; // S, M, "-"
+rows.sort((a, b) =>
+  sizeOrder(a.size) - sizeOrder(b.size) || a.batch - b.batch ||
+  engineOrder(a.engine) - engineOrder(b.engine)
+);
 
 const f = (v: number | undefined, digits = 2) => v === undefined ? "n/a" : v.toFixed(digits);
 const fps = (ms: number | undefined, b: number) =>

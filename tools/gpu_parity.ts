@@ -109,8 +109,25 @@ function compare(label: string, serving: string, got: InferenceOutput, ref: Infe
 }
 
 console.log(`adapter: ${await describeAdapter()}`);
-const lines: Line[] = [];
+// Header first and each row as it is measured, so that a run cut by a timeout keeps its rows.
+console.log(
+  `\n${wanted} against the CPU provider, teacher_out_channels ${channels}: max |diff| / CPU map range\n`,
+);
+console.log(
+  "| model | serving | anomaly_map | map_st | map_ae | pred_score rel | within " +
+    `${tolerance} |`,
+);
+console.log("|---|---|---|---|---|---|---|");
+let failed = false;
 let fellBack = false;
+
+function print(l: Line): void {
+  const ok = !l.judged ? "-" : l.worst <= tolerance ? "yes" : "NO";
+  if (l.judged && !(l.worst <= tolerance)) failed = true;
+  const cells = l.cells.length === 1 ? [cell(l.cells[0]!), "", "", ""] : l.cells;
+  console.log(`| ${l.label} | ${cell(l.serving, 80)} | ${cells.join(" | ")} | ${ok} |`);
+}
+
 for (const size of sizes) {
   for (const padding of paddings) {
     const model = syntheticModel(resolveConfig({ size, teacherOutChannels: channels, padding }));
@@ -129,7 +146,7 @@ for (const size of sizes) {
       );
       if (gpu.provider !== wanted) {
         fellBack = true;
-        lines.push({
+        print({
           label,
           serving: gpu.description,
           cells: [`not compared: fell back (${lastWarning() ?? "no reason logged"})`],
@@ -146,25 +163,9 @@ for (const size of sizes) {
       );
       const line = compare(fp16 ? `${label}, fp16` : label, gpu.description, got, ref);
       line.judged = !fp16;
-      lines.push(line);
+      print(line);
     }
   }
-}
-
-console.log(
-  `\n${wanted} against the CPU provider, teacher_out_channels ${channels}: max |diff| / CPU map range\n`,
-);
-console.log(
-  "| model | serving | anomaly_map | map_st | map_ae | pred_score rel | within " +
-    `${tolerance} |`,
-);
-console.log("|---|---|---|---|---|---|---|");
-let failed = false;
-for (const l of lines) {
-  const ok = !l.judged ? "-" : l.worst <= tolerance ? "yes" : "NO";
-  if (l.judged && !(l.worst <= tolerance)) failed = true;
-  const cells = l.cells.length === 1 ? [cell(l.cells[0]!), "", "", ""] : l.cells;
-  console.log(`| ${l.label} | ${cell(l.serving, 80)} | ${cells.join(" | ")} | ${ok} |`);
 }
 if (failed) Deno.exit(1);
 if (fellBack) {
