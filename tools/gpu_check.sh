@@ -88,6 +88,59 @@ EOF
   rm -f "$info" "$info.2"
 }
 
+# The dist/ files of onnxruntime-web that the two scripts load: each `onnxruntime-web[/sub]`
+# import of their module graphs (and `/webgpu`) resolved through the package's `exports` as
+# Node does (the first matching condition of deno, node, import, default, in the object's
+# order), then the ort-wasm-* files each entry names.
+ort_web_files() {
+  local pkg="$1" info rc
+  info="$(mktemp)"
+  { deno info --json tools/bench_gpu.ts && echo && deno info --json tools/gpu_parity.ts; } >"$info" ||
+    return 1
+  python3 - "$pkg" "$info" <<'EOF'
+import json, os, re, sys
+pkg, info = sys.argv[1], sys.argv[2]
+exports = json.load(open(os.path.join(pkg, "package.json")))["exports"]
+subpaths = {"./webgpu"}
+decoder, text, i = json.JSONDecoder(), open(info).read(), 0
+while i < len(text):
+    if text[i].isspace():
+        i += 1
+        continue
+    graph, i = decoder.raw_decode(text, i)
+    for m in graph["modules"]:
+        hit = re.match(r"npm:/?onnxruntime-web@[^/]+(/.*)?$", m.get("specifier", ""))
+        if m.get("kind") == "npm" and hit:
+            subpaths.add("." + (hit.group(1) or ""))
+
+
+def pick(target):
+    if isinstance(target, str):
+        return target
+    for key, value in target.items():
+        if key in ("deno", "node", "import", "default"):
+            found = pick(value)
+            if found:
+                return found
+    return None
+
+
+keep = set()
+for sub in sorted(subpaths):
+    entry = pick(exports[sub])
+    if not entry:
+        sys.exit(f"no file for onnxruntime-web{sub[1:]}")
+    keep.add(os.path.basename(entry))
+for entry in list(keep):
+    body = open(os.path.join(pkg, "dist", entry), encoding="utf-8", errors="replace").read()
+    keep |= set(re.findall(r"ort-wasm-simd-threaded[a-z.]*\.(?:mjs|wasm)", body))
+print(" ".join(sorted(keep)))
+EOF
+  rc=$?
+  rm -f "$info"
+  return $rc
+}
+
 prepare() {
   local dir="${1:-.gpu_carry}"
   mkdir -p "$dir/debs" || die "prepare $dir: mkdir failed"
@@ -113,7 +166,7 @@ prepare() {
 
   say "node_modules: the packages the scripts load, pruned"
   [ -d node_modules/.deno ] || deno install || die "prepare node_modules: deno install failed"
-  local pkgs=() p
+  local pkgs=() p q
   while read -r p; do pkgs+=("node_modules/.deno/$p"); done < <(npm_closure)
   [ "${#pkgs[@]}" -gt 0 ] || die "prepare node_modules: deno info listed no npm packages"
   for p in "${pkgs[@]}"; do [ -d "$p" ] || die "prepare node_modules: $p is missing"; done
@@ -126,13 +179,13 @@ prepare() {
   done
   local ortn="node_modules/.deno/onnxruntime-node@$ORT_VERSION/node_modules/onnxruntime-node"
   local ortw="node_modules/.deno/onnxruntime-web@$ORT_VERSION/node_modules/onnxruntime-web"
-  # The `onnxruntime-web/webgpu` export's builds, and the wasm they load (asyncify in 1.30).
-  local keep_web="ort.webgpu.bundle.min.mjs ort.webgpu.min.mjs" f
-  for f in $keep_web; do
-    keep_web+=" $(grep -o 'ort-wasm-simd-threaded[a-z.]*\.\(mjs\|wasm\)' "$ortw/dist/$f" | sort -u | tr '\n' ' ')"
-  done
+  # onnxruntime-web's dist holds a dozen builds with a 14-28 MB wasm each: keep the entry
+  # files that the scripts' imports resolve to (always `onnxruntime-web/webgpu`'s), and the
+  # .mjs / .wasm files those load.
+  local keep_web
+  keep_web="$(ort_web_files "$ortw")" || die "prepare: resolve onnxruntime-web's entry files"
   keep_web+=" ${GPU_CHECK_ORT_WEB_EXTRA:-}"
-  say "onnxruntime-web files: $(echo $keep_web | tr ' ' '\n' | sort -u | tr '\n' ' ')"
+  say "onnxruntime-web files: $keep_web"
   local excludes=(
     "--exclude=$ortn/bin/napi-v6/darwin" "--exclude=$ortn/bin/napi-v6/win32"
     "--exclude=$ortn/bin/napi-v6/linux/arm64"
