@@ -23,7 +23,7 @@
  * `max_memory_reserved`), "n/a" where there is no `nvidia-smi`. "vs CPU" and "vs torch" are
  * the other row's ms over this row's (above 1: this row is faster). fp16 reads "n/a" until
  * the engine serves `precision: "fp16"` (it is asked for it, and the column is filled only
- * when the engine's `precision` or `description` says fp16).
+ * when the engine's `precision` property says `"fp16"`).
  *
  * @module
  */
@@ -384,8 +384,11 @@ rows.sort((a, b) =>
 );
 
 const f = (v: number | undefined, digits = 2) => v === undefined ? "n/a" : v.toFixed(digits);
-const fps = (ms: number | undefined, b: number) =>
-  ms === undefined ? "n/a" : (b * 1000 / ms).toFixed(0);
+const fps = (ms: number | undefined, b: number) => {
+  if (ms === undefined) return "n/a";
+  const v = b * 1000 / ms;
+  return v.toFixed(v < 10 ? 2 : 0);
+};
 const ratio = (other: number | undefined, mine: number | undefined) =>
   other === undefined || mine === undefined ? "" : `${(other / mine).toFixed(2)}x`;
 const ref = (engine: string, r: Row) =>

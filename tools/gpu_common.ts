@@ -35,10 +35,12 @@ export function engineOptions(
   );
 }
 
-/** Whether an engine says it runs in half precision (its `precision` or `description`). */
+/**
+ * Whether an engine says it runs in half precision: its `precision` property is `"fp16"`.
+ * (Not its description: the WebGPU engine's names the adapter's `fp16` support there.)
+ */
 export function servesFp16(engine: InferenceEngine): boolean {
-  const precision = (engine as { precision?: unknown }).precision;
-  return precision === "fp16" || /\bfp16\b/.test(engine.description);
+  return (engine as { precision?: unknown }).precision === "fp16";
 }
 
 /** A logger to stderr that keeps its warnings (the provider fallback line names the reason). */
