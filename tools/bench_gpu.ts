@@ -10,6 +10,11 @@
  *   [--teacher-out-channels 384] [--quick]
  * ```
  *
+ * Permissions: `-P=gpu` (read the tree, FFI for onnxruntime-node, run `nvidia-smi` and
+ * `python3`). Deno starts a program named in `--allow-run=...` only without `LD_LIBRARY_PATH`
+ * in the environment; where it is set (NVIDIA's lib64, a carried Vulkan loader) add
+ * `--allow-run`, as `tools/gpu_check.sh` does, or the torch and memory columns read n/a.
+ *
  * `--quick` is for a software adapter (llvmpipe): S only, batch 1, teacher_out_channels 64,
  * one run, no warm-up beyond the first result. `--budget-s` bounds the whole run: rows not
  * started in time are listed as skipped, and the table is still printed.
