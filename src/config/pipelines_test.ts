@@ -127,10 +127,17 @@ Deno.test("pipelines/jetson.yaml asks for TensorRT and CUDA, hardware decode and
   assertEquals(p.model.threshold, { policy: "fixed", value: 1.25 });
 });
 
+Deno.test("pipelines/jetson-webgpu.yaml asks for WebGPU first, then the CPU", async () => {
+  const p = await loadPipeline(join(DIR, "jetson-webgpu.yaml"), { env: ENV });
+  assertEquals(p.model.executionProviders, ["webgpu", "cpu"]);
+  assertEquals(p.model.engine, "onnx");
+  assertEquals(p.cameras[0]!.hwaccel?.decoder, "h264_nvv4l2dec");
+});
+
 Deno.test("pipelines/*.yaml all load", async () => {
   const files = [...Deno.readDirSync(DIR)].filter((e) => e.name.endsWith(".yaml"))
     .map((e) => e.name).sort();
-  for (const f of ["demo.yaml", "jetson.yaml", "rtsp-two-cameras.yaml"]) {
+  for (const f of ["demo.yaml", "jetson.yaml", "jetson-webgpu.yaml", "rtsp-two-cameras.yaml"]) {
     assertOk(files.includes(f), `${f} is missing`);
   }
   for (const f of files) await loadPipeline(join(DIR, f), { env: ENV });
