@@ -1,16 +1,24 @@
 /**
  * The ONNX Runtime engine: the project's own EfficientAD graph, built from the weights at
- * load time, run by onnxruntime-node on the chosen execution provider.
+ * load time, run by onnxruntime-node on the chosen execution provider, or by
+ * onnxruntime-web on Deno's WebGPU adapter (`webgpu`).
  *
  * @module
  */
-import * as ort from "onnxruntime-node";
 import { formatShape, type Tensor } from "../../core/tensor.ts";
 import type { Logger } from "../../core/log.ts";
 import type { EfficientAdModel } from "../../model/model.ts";
 import type { InferenceEngine, InferenceOutput, RunOptions } from "../engine.ts";
 import { buildEfficientAdGraph, graphOutputs } from "./efficientad_graph.ts";
-import { createSession, type ExecutionProvider } from "./session.ts";
+import type { AdapterInfo } from "../webgpu/adapter.ts";
+import { describeAdapter } from "../webgpu/adapter.ts";
+import {
+  createSession,
+  type ExecutionProvider,
+  type OpenedSession,
+  type RuntimeSession,
+  type RuntimeTensor,
+} from "./session.ts";
 
 /** Options of {@linkcode createOnnxEngine}. */
 export interface OnnxEngineOptions {
@@ -21,8 +29,12 @@ export interface OnnxEngineOptions {
   readonly logger?: Logger;
 }
 
-/** Copies an ONNX Runtime output into a plain tensor. */
-export function fromOrt(t: ort.Tensor): Tensor {
+/**
+ * Views an ONNX Runtime output as a plain tensor (no copy).
+ *
+ * @throws {TypeError} when it is not float32.
+ */
+export function fromOrt(t: RuntimeTensor): Tensor {
   const data = t.data;
   if (!(data instanceof Float32Array)) {
     throw new TypeError(`Cannot read ONNX output of type ${t.type}: expected float32`);
@@ -52,27 +64,27 @@ class OnnxEngine implements InferenceEngine {
   readonly inputSize: readonly [number, number];
   readonly provider: ExecutionProvider;
   readonly threads: number;
-  #session: ort.InferenceSession;
+  readonly adapter?: AdapterInfo;
+  #session: RuntimeSession;
   #debug: boolean;
+  #outputs: readonly string[];
 
-  constructor(
-    session: ort.InferenceSession,
-    model: EfficientAdModel,
-    info: { provider: ExecutionProvider; threads: number; debug: boolean },
-  ) {
-    this.#session = session;
-    this.#debug = info.debug;
-    this.provider = info.provider;
-    this.threads = info.threads;
+  constructor(opened: OpenedSession, model: EfficientAdModel, debug: boolean) {
+    this.#session = opened.session;
+    this.#debug = debug;
+    this.#outputs = graphOutputs(debug);
+    this.provider = opened.provider;
+    this.threads = opened.threads;
     this.inputSize = model.config.imageSize;
-    this.description = `onnx (${info.provider}, ${info.threads} threads)`;
+    if (opened.adapter) this.adapter = opened.adapter;
+    this.description = engineDescription(opened);
   }
 
   async run(batch: Tensor, options: RunOptions = {}): Promise<InferenceOutput> {
     options.signal?.throwIfAborted();
     checkBatch(batch, this.inputSize);
-    const input = new ort.Tensor("float32", batch.data, [...batch.shape]);
-    const out = await this.#session.run({ input }, graphOutputs(this.#debug));
+    const input = this.#session.tensor(batch.data, batch.shape);
+    const out = await this.#session.run({ input }, this.#outputs);
     const get = (name: string) => {
       const t = out[name];
       if (t === undefined) throw new Error(`Cannot read ONNX output "${name}": missing`);
@@ -97,6 +109,18 @@ class OnnxEngine implements InferenceEngine {
 }
 
 /**
+ * How an engine on an opened session describes itself: `onnx (cpu, 2 threads)`, or
+ * `onnx (webgpu, onnxruntime-web, llvmpipe (LLVM 15.0.6, 256 bits), vendor 0x10005, fp16)`.
+ */
+export function engineDescription(opened: OpenedSession): string {
+  if (opened.provider === "webgpu") {
+    const on = opened.adapter ? `, ${describeAdapter(opened.adapter)}` : "";
+    return `onnx (webgpu, ${opened.session.runtime}${on})`;
+  }
+  return `onnx (${opened.provider}, ${opened.threads} threads)`;
+}
+
+/**
  * Builds the model's ONNX graph and opens it in ONNX Runtime.
  *
  * @throws {ModelFormatError} when the weights do not fit the config.
@@ -104,12 +128,14 @@ class OnnxEngine implements InferenceEngine {
 export async function createOnnxEngine(
   model: EfficientAdModel,
   options: OnnxEngineOptions = {},
-): Promise<InferenceEngine & { provider: ExecutionProvider; threads: number }> {
+): Promise<
+  InferenceEngine & { provider: ExecutionProvider; threads: number; adapter?: AdapterInfo }
+> {
   const debug = options.debug ?? false;
   const bytes = buildEfficientAdGraph(model, { debug });
-  const { session, provider, threads } = await createSession(bytes, {
+  const opened = await createSession(bytes, {
     ...options,
     name: `EfficientAD ${model.config.size.toUpperCase()} (${model.provenance.version})`,
   });
-  return new OnnxEngine(session, model, { provider, threads, debug });
+  return new OnnxEngine(opened, model, debug);
 }
