@@ -11,7 +11,8 @@ import type { EfficientAdModel } from "../../model/model.ts";
 import type { InferenceEngine, InferenceOutput, RunOptions } from "../engine.ts";
 import { buildEfficientAdGraph, graphOutputs } from "./efficientad_graph.ts";
 import type { AdapterInfo } from "../webgpu/adapter.ts";
-import { describeAdapter } from "../webgpu/adapter.ts";
+import { describeAdapter, webGpuAdapter } from "../webgpu/adapter.ts";
+import { errorMessage } from "../../core/errors.ts";
 import {
   createSession,
   type ExecutionProvider,
@@ -27,6 +28,12 @@ export interface OnnxEngineOptions {
   /** Also return the autoencoder output (`aeOut`). */
   readonly debug?: boolean;
   readonly logger?: Logger;
+  /**
+   * `fp16`: a half-precision graph (see `GraphOptions.precision`) when the engine runs on
+   * `webgpu` on an adapter with `shader-f16`; elsewhere the float32 graph, with a warning.
+   * Default `fp32`.
+   */
+  readonly precision?: "fp32" | "fp16";
 }
 
 /**
@@ -69,7 +76,15 @@ class OnnxEngine implements InferenceEngine {
   #debug: boolean;
   #outputs: readonly string[];
 
-  constructor(opened: OpenedSession, model: EfficientAdModel, debug: boolean) {
+  readonly precision: "fp32" | "fp16";
+
+  constructor(
+    opened: OpenedSession,
+    model: EfficientAdModel,
+    info: { debug: boolean; precision: "fp32" | "fp16" },
+  ) {
+    const debug = info.debug;
+    this.precision = info.precision;
     this.#session = opened.session;
     this.#debug = debug;
     this.#outputs = graphOutputs(debug);
@@ -77,7 +92,7 @@ class OnnxEngine implements InferenceEngine {
     this.threads = opened.threads;
     this.inputSize = model.config.imageSize;
     if (opened.adapter) this.adapter = opened.adapter;
-    this.description = engineDescription(opened);
+    this.description = engineDescription(opened, info.precision);
   }
 
   async run(batch: Tensor, options: RunOptions = {}): Promise<InferenceOutput> {
@@ -112,10 +127,14 @@ class OnnxEngine implements InferenceEngine {
  * How an engine on an opened session describes itself: `onnx (cpu, 2 threads)`, or
  * `onnx (webgpu, onnxruntime-web, llvmpipe (LLVM 15.0.6, 256 bits), vendor 0x10005, fp16)`.
  */
-export function engineDescription(opened: OpenedSession): string {
+export function engineDescription(
+  opened: OpenedSession,
+  precision: "fp32" | "fp16" = "fp32",
+): string {
   if (opened.provider === "webgpu") {
     const on = opened.adapter ? `, ${describeAdapter(opened.adapter)}` : "";
-    return `onnx (webgpu, ${opened.session.runtime}${on})`;
+    const graph = precision === "fp16" ? " fp16" : "";
+    return `onnx (webgpu${graph}, ${opened.session.runtime}${on})`;
   }
   return `onnx (${opened.provider}, ${opened.threads} threads)`;
 }
@@ -132,10 +151,40 @@ export async function createOnnxEngine(
   InferenceEngine & { provider: ExecutionProvider; threads: number; adapter?: AdapterInfo }
 > {
   const debug = options.debug ?? false;
+  const name = `EfficientAD ${model.config.size.toUpperCase()} (${model.provenance.version})`;
+  if (options.precision === "fp16") {
+    const why = await fp16Unavailable(options.executionProviders ?? []);
+    if (why === undefined) {
+      try {
+        const opened = await createSession(
+          buildEfficientAdGraph(model, { debug, precision: "fp16" }),
+          {
+            ...options,
+            executionProviders: ["webgpu"],
+            cpuLast: false,
+            name: `${name} fp16`,
+          },
+        );
+        return new OnnxEngine(opened, model, { debug, precision: "fp16" });
+      } catch (e) {
+        options.logger?.warn(`fp16 graph not used for ${name}`, { reason: errorMessage(e) });
+      }
+    } else {
+      options.logger?.warn(`fp16 graph not used for ${name}`, { reason: why });
+    }
+  }
   const bytes = buildEfficientAdGraph(model, { debug });
-  const opened = await createSession(bytes, {
-    ...options,
-    name: `EfficientAD ${model.config.size.toUpperCase()} (${model.provenance.version})`,
-  });
-  return new OnnxEngine(opened, model, debug);
+  const opened = await createSession(bytes, { ...options, name });
+  return new OnnxEngine(opened, model, { debug, precision: "fp32" });
+}
+
+/** Why a half-precision graph cannot run, or undefined when it can (webgpu with shader-f16). */
+async function fp16Unavailable(
+  providers: readonly ExecutionProvider[],
+): Promise<string | undefined> {
+  if (!providers.includes("webgpu")) return "it runs on webgpu only";
+  const probe = await webGpuAdapter();
+  if (!probe.ok) return probe.reason;
+  if (!probe.adapter.shaderF16) return "the WebGPU adapter has no shader-f16";
+  return undefined;
 }

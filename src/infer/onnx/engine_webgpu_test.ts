@@ -89,3 +89,41 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "createOnnxEngine() with precision fp16 runs a half-precision graph on shader-f16",
+  ignore: !HAS_WEBGPU,
+  async fn() {
+    const model = syntheticModel(resolveConfig({ size: "s", teacherOutChannels: 64 }), 3);
+    const image = randomImage(256, 256, 7);
+    const lines: string[] = [];
+    await using gpu = await createOnnxEngine(model, {
+      executionProviders: ["webgpu"],
+      precision: "fp16",
+      logger: createLogger({ sink: (l) => lines.push(l) }),
+    });
+    if (!gpu.adapter?.shaderF16) {
+      // Without shader-f16 the float32 graph serves, and the log says why.
+      assertOk(lines.some((l) => l.includes("fp16 graph not used")), lines.join("\n"));
+      return;
+    }
+    assertOk(gpu.description.includes("webgpu fp16"), gpu.description);
+    const got = await gpu.run(image);
+    await using cpu = await createOnnxEngine(model);
+    const want = await cpu.run(image);
+    // Half precision: 11-bit mantissas through three networks (measured: 1.5e-2 of the range).
+    const rel = assertClose("anomaly_map", got.anomalyMap, want.anomalyMap, { tolerance: 5e-2 });
+    console.log(`fp16 map ${rel.toExponential(1)} of the range`);
+  },
+});
+
+Deno.test("createOnnxEngine() with precision fp16 off webgpu serves float32 and says so", async () => {
+  const model = syntheticModel(resolveConfig({ size: "s", teacherOutChannels: 64 }), 3);
+  const lines: string[] = [];
+  await using cpu = await createOnnxEngine(model, {
+    precision: "fp16",
+    logger: createLogger({ sink: (l) => lines.push(l) }),
+  });
+  assertEquals(cpu.provider, "cpu");
+  assertOk(lines.some((l) => l.includes("fp16 graph not used") && l.includes("webgpu only")));
+});

@@ -39,6 +39,8 @@ export interface SessionOptions {
    * Default 4 (fatal only): a provider that fails is reported by the fallback line.
    */
   readonly gpuLogSeverity?: 0 | 1 | 2 | 3 | 4;
+  /** Whether the CPU is tried after the list. Default true. */
+  readonly cpuLast?: boolean;
 }
 
 /** A tensor as either runtime returns it, or a plain float32 feed. */
@@ -180,7 +182,7 @@ export async function createSession(
   options: SessionOptions = {},
 ): Promise<OpenedSession> {
   const wanted = [...(options.executionProviders ?? ["cpu"])];
-  if (!wanted.includes("cpu")) wanted.push("cpu");
+  if (!wanted.includes("cpu") && options.cpuLast !== false) wanted.push("cpu");
   const threads = options.intraOpThreads ?? cpuCount();
   const name = options.name ?? (typeof model === "string" ? model : "model");
   const bundled = new Map(ort.listSupportedBackends().map((b) => [b.name, b.bundled]));
@@ -268,5 +270,7 @@ export async function createSession(
       skipped.push(`${provider} (${reasonOf(e)})`);
     }
   }
-  throw new Error(`Cannot load ONNX model ${name}: no execution provider worked`);
+  throw new Error(
+    `Cannot load ONNX model ${name}: no execution provider worked (${skipped.join("; ")})`,
+  );
 }
