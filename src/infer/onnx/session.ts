@@ -204,7 +204,9 @@ export async function createSession(
     adapter?: AdapterInfo,
   ): OpenedSession => {
     if (skipped.length > 0) {
-      options.logger?.warn(`execution provider fallback for ${name}`, {
+      // Only onnxruntime-node's own WebGPU skipped, for onnxruntime-web's: no fallback.
+      const level = provider === wanted[0] ? "info" : "warn";
+      options.logger?.[level](`execution provider fallback for ${name}`, {
         using: provider,
         skipped: skipped.join("; "),
       });
