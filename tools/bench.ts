@@ -17,7 +17,7 @@ import type { EfficientAdModel } from "../src/model/model.ts";
 import { syntheticModel } from "../src/model/synthetic.ts";
 import { createEngine, type EngineType } from "../src/infer/create.ts";
 import { buildEfficientAdGraph, graphOutputs } from "../src/infer/onnx/efficientad_graph.ts";
-import { cpuCount, createSession } from "../src/infer/onnx/session.ts";
+import { cpuCount, createSession, type RuntimeSession } from "../src/infer/onnx/session.ts";
 import type { Tensor } from "../src/core/tensor.ts";
 
 const { values } = parseArgs({
@@ -72,7 +72,7 @@ for (const engineType of values.engines.split(",") as EngineType[]) {
       type: engineType,
       intraOpThreads: threads,
     });
-    let bareSession: ort.InferenceSession | undefined;
+    let bareSession: RuntimeSession | undefined;
     if (engineType === "onnx") {
       bareSession = (await createSession(buildEfficientAdGraph(m), { intraOpThreads: threads }))
         .session;

@@ -15,7 +15,7 @@ import type { Tensor } from "../src/core/tensor.ts";
 import { networkOutputSize, networks } from "../src/model/architecture.ts";
 import { type ModelSize, resolveConfig } from "../src/model/config.ts";
 import { syntheticStateDict } from "../src/model/synthetic.ts";
-import { createSession } from "../src/infer/onnx/session.ts";
+import { createSession, type RuntimeSession } from "../src/infer/onnx/session.ts";
 import {
   adamNames,
   adamScalars,
@@ -41,7 +41,7 @@ export interface Timing {
 
 /** Times `repeats` runs after one warm-up run. */
 async function time(
-  session: ort.InferenceSession,
+  session: RuntimeSession,
   feeds: Record<string, ort.Tensor>,
   repeats: number,
 ): Promise<Timing> {

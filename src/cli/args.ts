@@ -103,6 +103,21 @@ export function hintsFrom(v: ModelFlagValues): ArchitectureHints {
 }
 
 /**
+ * Reads `--providers`: ONNX execution providers in order of preference, comma-separated.
+ *
+ * @throws {InputError} on an unknown provider.
+ */
+export function providersFlag(value: string): ExecutionProvider[] {
+  const providers = value.split(",").map((p) => p.trim().toLowerCase());
+  for (const p of providers) {
+    if (!PROVIDERS.includes(p as ExecutionProvider)) {
+      throw new InputError(`Cannot use provider ${p}: expected one of ${PROVIDERS.join(", ")}`);
+    }
+  }
+  return providers as ExecutionProvider[];
+}
+
+/**
  * Turns the flags into engine options.
  *
  * @throws {InputError} on an unknown engine or provider, or a bad thread count.
@@ -112,18 +127,11 @@ export function engineOptionsFrom(v: ModelFlagValues): EngineOptions {
   if (type !== "onnx" && type !== "tfjs") {
     throw new InputError(`Cannot use --engine ${v.engine}: expected onnx or tfjs`);
   }
-  const providers = (v.providers ?? DEFAULTS.model.execution_providers.join(",")).split(",").map((
-    p,
-  ) => p.trim().toLowerCase());
-  for (const p of providers) {
-    if (!PROVIDERS.includes(p as ExecutionProvider)) {
-      throw new InputError(`Cannot use provider ${p}: expected one of ${PROVIDERS.join(", ")}`);
-    }
-  }
+  const providers = providersFlag(v.providers ?? DEFAULTS.model.execution_providers.join(","));
   const threads = v.threads !== undefined ? positiveIntegerFlag("threads", v.threads) : undefined;
   return {
     type,
-    executionProviders: providers as ExecutionProvider[],
+    executionProviders: providers,
     ...(threads ? { intraOpThreads: threads } : {}),
   };
 }

@@ -11,7 +11,7 @@ import { DEFAULTS } from "../config/defaults.ts";
 import { assertNonNegativeInteger, assertPositiveInteger } from "../core/check.ts";
 import { errorMessage, InputError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
-import { imageSizeFlag, sizeFlag } from "./args.ts";
+import { imageSizeFlag, providersFlag, sizeFlag } from "./args.ts";
 import type { CalibrationSource } from "../train/data.ts";
 import type { TrainStepFactory } from "../train/loop.ts";
 import type { ProgressWriter } from "../train/progress_display.ts";
@@ -37,6 +37,8 @@ export const TRAIN_USAGE = `  train --data <folder> --out <model dir> [options]
       --seed <n>            seed of the initial weights, data order and augmentation (default 0)
       --engine onnx|tfjs    where the step runs: ONNX Runtime (default, ~2 s per S step on
                             2 cores) or TensorFlow.js (tfjs-node when it loads, else wasm)
+      --providers <list>    with --engine onnx: execution providers in order, e.g. webgpu,cpu
+                            (webgpu: the GPU through Deno's WebGPU; default cpu)
       --calibration split|test-good  images for quantiles and threshold (default split)
       --holdout <fraction>  share of normal images held out with split (default 0.1)
       --checkpoint-every <n>  steps between checkpoints (default 500; always at the end)
@@ -100,6 +102,7 @@ export function parseTrainArgs(args: readonly string[]): TrainFlags {
         "checkpoint-dir": { type: "string" },
         resume: { type: "string" },
         engine: { type: "string" },
+        providers: { type: "string" },
         "exit-with-parent": { type: "boolean" },
         "progress-json": { type: "boolean" },
       },
@@ -149,8 +152,14 @@ export function parseTrainArgs(args: readonly string[]): TrainFlags {
   if (engine !== "onnx" && engine !== "tfjs") {
     throw new InputError(`Cannot use --engine ${values.engine}: expected onnx or tfjs`);
   }
+  if (values.providers !== undefined && engine !== "onnx") {
+    throw new InputError(`Cannot use --providers with --engine ${engine}: it is for onnx`);
+  }
   const flags: TrainFlags = {
     engine,
+    ...(values.providers !== undefined
+      ? { executionProviders: providersFlag(values.providers) }
+      : {}),
     checkpointEvery: values["checkpoint-every"] === undefined
       ? DEFAULT_CHECKPOINT_EVERY
       : integerFlag("checkpoint-every", values["checkpoint-every"], 0),

@@ -106,6 +106,16 @@ Deno.test("parseTrainArgs() validates every flag with a clear message", () => {
   );
   assertEquals(parseTrainArgs([...base, "--engine", "tfjs"]).engine, "tfjs");
   assertEquals(parseTrainArgs(["--resume", "ck"]).resume, "ck");
+  assertEquals(
+    parseTrainArgs([...base, "--providers", "webgpu,cpu"]).executionProviders,
+    ["webgpu", "cpu"],
+  );
+  assertThrows(
+    () => parseTrainArgs([...base, "--engine", "tfjs", "--providers", "webgpu"]),
+    InputError,
+    "Cannot use --providers with --engine tfjs",
+  );
+  assertThrows(() => parseTrainArgs([...base, "--providers", "gpu"]), InputError, "provider gpu");
 });
 
 /** A factory that refuses, to stop a command right after its input checks. */

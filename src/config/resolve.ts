@@ -199,6 +199,8 @@ export interface ResolvedRetrain {
   readonly training: {
     readonly steps: number;
     readonly engine: "onnx" | "tfjs";
+    /** Where an `onnx` training step runs, in order of preference; null: the model's. */
+    readonly executionProviders: readonly ExecutionProviderName[] | null;
     /** Absolute path of the pretrained teacher, or null for the trainer's default. */
     readonly teacher: string | null;
     /** Absolute path of the penalty images folder, or null for none. */
@@ -353,6 +355,7 @@ function resolveRetrain(file: PipelineFile, baseDir: string): ResolvedRetrain {
     training: {
       steps: tr.steps ?? d.training.steps,
       engine: tr.engine ?? d.training.engine,
+      executionProviders: tr.execution_providers ? [...tr.execution_providers] : null,
       teacher: tr.teacher !== undefined ? absolute(baseDir, tr.teacher) : null,
       penaltyImages: tr.penalty_images !== undefined ? absolute(baseDir, tr.penalty_images) : null,
       imageSize: imageSize ?? null,

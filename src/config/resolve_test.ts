@@ -74,6 +74,7 @@ Deno.test("resolvePipeline() fills every default", () => {
       training: {
         steps: 1000,
         engine: "onnx",
+        executionProviders: null,
         teacher: null,
         penaltyImages: null,
         imageSize: null,

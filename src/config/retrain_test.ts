@@ -38,7 +38,14 @@ Deno.test("parsePipeline() fills every retrain default", () => {
       drift: null,
       cooldownMs: 600_000,
     },
-    training: { steps: 1000, engine: "onnx", teacher: null, penaltyImages: null, imageSize: null },
+    training: {
+      steps: 1000,
+      engine: "onnx",
+      executionProviders: null,
+      teacher: null,
+      penaltyImages: null,
+      imageSize: null,
+    },
     promotion: {
       keep: 3,
       margins: { flaggedFraction: 0.05, medianNormalized: 0.1, detectedFraction: 0.1, auroc: 0.02 },
@@ -84,6 +91,7 @@ retrain:
   training:
     steps: 300
     engine: tfjs
+    execution_providers: [webgpu, cpu]
     teacher: models/teacher.pth
     penalty_images: data/imagenette
     image_size: [256, 320]
@@ -117,6 +125,7 @@ retrain:
     training: {
       steps: 300,
       engine: "tfjs",
+      executionProviders: ["webgpu", "cpu"],
       teacher: "/srv/line3/models/teacher.pth",
       penaltyImages: "/srv/line3/data/imagenette",
       imageSize: [256, 320],

@@ -168,13 +168,16 @@ const thresholdSchema = mapping({
   }
 }, whenValid(["policy"]));
 
+/** A list of execution providers in order of preference. */
+const executionProviders = () =>
+  z.array(oneOf(EXECUTION_PROVIDERS), { error: "expected a list" })
+    .min(1, { error: "expected at least one execution provider" })
+    .refine((ps) => new Set(ps).size === ps.length, { error: "expected no provider twice" });
+
 const modelSchema = mapping({
   path: text().optional(),
   engine: oneOf(["onnx", "tfjs"]).optional(),
-  execution_providers: z.array(oneOf(EXECUTION_PROVIDERS), { error: "expected a list" })
-    .min(1, { error: "expected at least one execution provider" })
-    .refine((ps) => new Set(ps).size === ps.length, { error: "expected no provider twice" })
-    .optional(),
+  execution_providers: executionProviders().optional(),
   threads: positiveInt().optional(),
   threshold: thresholdSchema.optional(),
   size: oneOf(["s", "m"]).optional(),
@@ -390,6 +393,7 @@ const retrainSchema = mapping({
   training: mapping({
     steps: positiveInt().optional(),
     engine: oneOf(["onnx", "tfjs"]).optional(),
+    execution_providers: executionProviders().optional(),
     teacher: text().optional(),
     penalty_images: text().optional(),
     image_size: z.union([imageSide(), z.tuple([imageSide(), imageSide()])], {

@@ -23,8 +23,10 @@ export interface PipelineStatus {
   readonly model: {
     readonly version: string;
     readonly source: string;
-    /** `onnx (cpu, 2 threads)`, `tfjs (wasm)`, ... */
+    /** `onnx (cpu, 2 threads)`, `onnx (webgpu, onnxruntime-web, <adapter>)`, `tfjs (wasm)`, ... */
     readonly engine: string;
+    /** The GPU adapter the engine runs on; absent on the CPU. */
+    readonly adapter?: GpuAdapterStatus;
     /** True while the service runs a built-in untrained model. */
     readonly untrained: boolean;
     /**
@@ -53,6 +55,18 @@ export interface PipelineStatus {
     readonly published: number;
     readonly dropped: number;
   };
+}
+
+/** A GPU adapter as WebGPU reports it (software adapters leave some strings empty). */
+export interface GpuAdapterStatus {
+  /** PCI vendor id or name (`"65541"`: Mesa's 0x10005; `"4318"`: NVIDIA's 0x10de). */
+  readonly vendor: string;
+  readonly architecture: string;
+  readonly device: string;
+  /** The driver's name for it: `llvmpipe (LLVM 15.0.6, 256 bits)`, `NVIDIA H200`. */
+  readonly description: string;
+  /** Whether it has `shader-f16` (half-precision shaders). */
+  readonly shaderF16: boolean;
 }
 
 /** One store key's retraining (a camera, or cameras sharing a model), in `/status`. */

@@ -5,6 +5,7 @@
  * @module
  */
 import type { Tensor } from "../core/tensor.ts";
+import type { AdapterInfo } from "./webgpu/adapter.ts";
 
 /** What an engine returns for a batch of N images. */
 export interface InferenceOutput {
@@ -32,6 +33,8 @@ export interface RunOptions {
 export interface InferenceEngine extends AsyncDisposable {
   /** `onnx`, `tfjs` or `anomalib-onnx`, with details such as the execution provider. */
   readonly description: string;
+  /** The GPU adapter the engine runs on (WebGPU engines only). */
+  readonly adapter?: AdapterInfo;
   /**
    * What `predScore` is: `raw` (the map's maximum, thresholds applied by the caller) or
    * `normalized` (anomalib's export bakes thresholds in: 0.5 is the decision boundary).

@@ -351,6 +351,7 @@ export class Pipeline implements AsyncDisposable {
         version: inf.modelVersion,
         source: this.#model.source,
         engine: this.#stage.engine.description,
+        ...(this.#stage.engine.adapter ? { adapter: this.#stage.engine.adapter } : {}),
         untrained: this.#model.untrained,
         cameras: Object.fromEntries(
           this.#cameras.map((cam) => [
@@ -452,6 +453,7 @@ function emptyStatus(config: ResolvedPipeline, model: LoadedModel): PipelineStat
       version: model.version,
       source: model.source,
       engine: model.engine.description,
+      ...(model.engine.adapter ? { adapter: model.engine.adapter } : {}),
       untrained: model.untrained,
     },
     cameras: [],

@@ -292,6 +292,10 @@ async function startKey(
   const extraArgs = [
     "--engine",
     t.engine,
+    // An onnx step runs where retrain.training.execution_providers says, else the model's.
+    ...(t.engine === "onnx"
+      ? ["--providers", (t.executionProviders ?? config.model.executionProviders).join(",")]
+      : []),
     // The threshold is the highest score of the calibration frames (anomalib's rule on
     // normal-only data): a new normal frame exceeds the highest of n with probability
     // 1 / (n + 1), so calibrate on more of them than train's default 10 %.

@@ -17,6 +17,7 @@ import { loadTeacher } from "../model/artifact.ts";
 import { type EfficientAdConfig, type ModelSize, resolveConfig } from "../model/config.ts";
 import type { StateDict } from "../model/state_dict.ts";
 import { buildEfficientAdGraph } from "../infer/onnx/efficientad_graph.ts";
+import type { ExecutionProvider } from "../infer/onnx/session.ts";
 import { type CalibrationSource, DEFAULT_HOLDOUT, findTrainingData, ImageSet } from "./data.ts";
 import { PenaltyImages } from "./penalty.ts";
 import {
@@ -80,6 +81,12 @@ export interface TrainSettings {
   readonly resume?: string;
   /** Where the step runs (when `step` is not given). */
   readonly engine: TrainEngine;
+  /**
+   * With the `onnx` engine: execution providers in order of preference (`webgpu` runs the
+   * step on the GPU through Deno's WebGPU); the CPU is the last resort. Default `["cpu"]`.
+   * Not a setting of the run: a resumed run may use others.
+   */
+  readonly executionProviders?: readonly ExecutionProvider[];
 }
 
 /** Options of {@linkcode trainModel}: the settings and how to report and stop. */
@@ -133,10 +140,13 @@ export const UNTRAINED_TEACHER_WARNING =
  * @throws {InputError} "training is not available" with the reason when the TensorFlow.js
  * step cannot load.
  */
-export async function defaultStepFactory(engine: TrainEngine): Promise<TrainStepFactory> {
+export async function defaultStepFactory(
+  engine: TrainEngine,
+  options: { executionProviders?: readonly ExecutionProvider[]; logger?: Logger } = {},
+): Promise<TrainStepFactory> {
   if (engine === "onnx") {
     const { onnxTrainStepFactory } = await import("./onnx/train_step.ts");
-    return onnxTrainStepFactory();
+    return onnxTrainStepFactory(options);
   }
   try {
     const { tfjsTrainStepFactory } = await import("./tfjs/train_step.ts");
@@ -311,7 +321,10 @@ export async function trainModel(options: TrainModelOptions): Promise<TrainOutco
     );
   }
 
-  const factory = options.step ?? await defaultStepFactory(options.engine);
+  const factory = options.step ?? await defaultStepFactory(options.engine, {
+    ...(options.executionProviders ? { executionProviders: options.executionProviders } : {}),
+    logger: log,
+  });
 
   const checkpointDir = options.checkpointDir ?? options.resume ??
     join(settings.out, "checkpoint");

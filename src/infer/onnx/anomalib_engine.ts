@@ -6,13 +6,17 @@
  *
  * @module
  */
-import * as ort from "onnxruntime-node";
 import { errorMessage, ModelFormatError } from "../../core/errors.ts";
 import type { Logger } from "../../core/log.ts";
 import type { Tensor } from "../../core/tensor.ts";
 import type { InferenceEngine, InferenceOutput, RunOptions } from "../engine.ts";
 import { checkBatch, fromOrt } from "./engine.ts";
-import { createSession, type ExecutionProvider } from "./session.ts";
+import {
+  createSession,
+  type ExecutionProvider,
+  type RuntimeSession,
+  type RuntimeTensor,
+} from "./session.ts";
 
 /** The nominal input size of an anomalib export whose input size is dynamic (it accepts any). */
 export const ANOMALIB_DEFAULT_SIZE: readonly [number, number] = [256, 256];
@@ -24,7 +28,7 @@ export interface AnomalibEngineOptions {
   readonly logger?: Logger;
 }
 
-function toBool(t: ort.Tensor): Uint8Array {
+function toBool(t: RuntimeTensor): Uint8Array {
   const d = t.data;
   if (d instanceof Uint8Array) return d;
   if (d instanceof Float32Array) return Uint8Array.from(d, (v) => (v > 0.5 ? 1 : 0));
@@ -35,11 +39,11 @@ class AnomalibOnnxEngine implements InferenceEngine {
   readonly description: string;
   readonly scoreKind = "normalized" as const;
   readonly inputSize: readonly [number, number];
-  #session: ort.InferenceSession;
+  #session: RuntimeSession;
   #fixed: boolean;
 
   constructor(
-    session: ort.InferenceSession,
+    session: RuntimeSession,
     size: readonly [number, number] | undefined,
     provider: string,
   ) {
@@ -59,7 +63,7 @@ class AnomalibOnnxEngine implements InferenceEngine {
       ["pred_score", "anomaly_map", "pred_label"].includes(o)
     );
     const out = await this.#session.run(
-      { input: new ort.Tensor("float32", batch.data, [...batch.shape]) },
+      { input: this.#session.tensor(batch.data, batch.shape) },
       names,
     );
     const score = fromOrt(out["pred_score"]!);
@@ -125,9 +129,9 @@ export async function createAnomalibOnnxEngine(
 }
 
 /** The input's H and W when the export fixed them. */
-function fixedInputSize(session: ort.InferenceSession): [number, number] | undefined {
-  const meta = session.inputMetadata?.find((m) => m.name === "input");
-  if (meta === undefined || !meta.isTensor) return undefined;
-  const [, , h, w] = meta.shape;
+function fixedInputSize(session: RuntimeSession): [number, number] | undefined {
+  const dims = session.inputDims("input");
+  if (dims === undefined) return undefined;
+  const [, , h, w] = dims;
   return typeof h === "number" && typeof w === "number" ? [h, w] : undefined;
 }

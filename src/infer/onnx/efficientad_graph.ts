@@ -25,6 +25,13 @@ export const OPSET = 18;
 export interface GraphOptions {
   /** Also output the autoencoder's raw output as `ae_out`. Default false. */
   readonly debug?: boolean;
+  /**
+   * `fp16`: the three networks and the squared differences in half precision (weights
+   * stored as float16), the maps' padding, resize, normalisation and score in float32; the
+   * graph's inputs and outputs stay float32. For GPUs with `shader-f16` (ONNX Runtime's CPU
+   * provider lacks float16 kernels). Default `fp32`.
+   */
+  readonly precision?: "fp32" | "fp16";
 }
 
 /** Names of the graph's outputs, in order. */
@@ -44,11 +51,13 @@ export function buildEfficientAdGraph(
   const { config, stateDict } = model;
   validateStateDict(stateDict, config, model.provenance.version);
   const g = new GraphBuilder();
+  const half = options.precision === "fp16";
   const weight = (key: string) => {
     const t = stateDict.get(key);
     if (t === undefined) throw new RangeError(`Cannot build graph: missing weight "${key}"`);
-    return g.floats(key, t);
+    return half ? g.halves(key, t) : g.floats(key, t);
   };
+  const toFloat = (v: string) => (half ? g.node("Cast", [v], { to: 1 }) : v);
   const [H, W] = config.imageSize;
   const c = config.teacherOutChannels;
   const x = g.input("input", ["batch", 3, H, W]);
@@ -56,7 +65,8 @@ export function buildEfficientAdGraph(
   // Every network normalises its input the same way: compute it once.
   const mean = g.floats("imagenet_mean", tensor([1, 3, 1, 1], Float32Array.from(IMAGENET_MEAN)));
   const std = g.floats("imagenet_std", tensor([1, 3, 1, 1], Float32Array.from(IMAGENET_STD)));
-  const xn = g.node("Div", [g.node("Sub", [x, mean]), std]);
+  const xf = g.node("Div", [g.node("Sub", [x, mean]), std]);
+  const xn = half ? g.node("Cast", [xf], { to: 10 }) : xf;
 
   const run = (prefix: string, layers: readonly Layer[], input: string): string => {
     let v = input;
@@ -99,9 +109,11 @@ export function buildEfficientAdGraph(
 
   const sqMean = (u: string, v: string) => {
     const d = g.node("Sub", [u, v]);
-    return g.node("ReduceMean", [g.node("Mul", [d, d]), g.ints(g.fresh("axis_c"), [1])], {
-      keepdims: 1,
-    });
+    return toFloat(
+      g.node("ReduceMean", [g.node("Mul", [d, d]), g.ints(g.fresh("axis_c"), [1])], {
+        keepdims: 1,
+      }),
+    );
   };
   let maps = g.node("Concat", [sqMean(t, sSt), sqMean(a, sAe)], { axis: 1 });
   if (config.padMaps) {
@@ -135,7 +147,7 @@ export function buildEfficientAdGraph(
   g.output(mapSt, ["batch", 1, H, W]);
   g.output(mapAe, ["batch", 1, H, W]);
   if (options.debug) {
-    g.node("Identity", [a], {}, "ae_out");
+    g.node("Identity", [toFloat(a)], {}, "ae_out");
     g.output("ae_out", ["batch", c, h, w]);
   }
   return g.encode({

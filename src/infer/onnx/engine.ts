@@ -1,16 +1,25 @@
 /**
  * The ONNX Runtime engine: the project's own EfficientAD graph, built from the weights at
- * load time, run by onnxruntime-node on the chosen execution provider.
+ * load time, run by onnxruntime-node on the chosen execution provider, or by
+ * onnxruntime-web on Deno's WebGPU adapter (`webgpu`).
  *
  * @module
  */
-import * as ort from "onnxruntime-node";
 import { formatShape, type Tensor } from "../../core/tensor.ts";
 import type { Logger } from "../../core/log.ts";
 import type { EfficientAdModel } from "../../model/model.ts";
 import type { InferenceEngine, InferenceOutput, RunOptions } from "../engine.ts";
 import { buildEfficientAdGraph, graphOutputs } from "./efficientad_graph.ts";
-import { createSession, type ExecutionProvider } from "./session.ts";
+import type { AdapterInfo } from "../webgpu/adapter.ts";
+import { describeAdapter, webGpuAdapter } from "../webgpu/adapter.ts";
+import { errorMessage } from "../../core/errors.ts";
+import {
+  createSession,
+  type ExecutionProvider,
+  type OpenedSession,
+  type RuntimeSession,
+  type RuntimeTensor,
+} from "./session.ts";
 
 /** Options of {@linkcode createOnnxEngine}. */
 export interface OnnxEngineOptions {
@@ -19,10 +28,20 @@ export interface OnnxEngineOptions {
   /** Also return the autoencoder output (`aeOut`). */
   readonly debug?: boolean;
   readonly logger?: Logger;
+  /**
+   * `fp16`: a half-precision graph (see `GraphOptions.precision`) when the engine runs on
+   * `webgpu` on an adapter with `shader-f16`; elsewhere the float32 graph, with a warning.
+   * Default `fp32`.
+   */
+  readonly precision?: "fp32" | "fp16";
 }
 
-/** Copies an ONNX Runtime output into a plain tensor. */
-export function fromOrt(t: ort.Tensor): Tensor {
+/**
+ * Views an ONNX Runtime output as a plain tensor (no copy).
+ *
+ * @throws {TypeError} when it is not float32.
+ */
+export function fromOrt(t: RuntimeTensor): Tensor {
   const data = t.data;
   if (!(data instanceof Float32Array)) {
     throw new TypeError(`Cannot read ONNX output of type ${t.type}: expected float32`);
@@ -52,27 +71,35 @@ class OnnxEngine implements InferenceEngine {
   readonly inputSize: readonly [number, number];
   readonly provider: ExecutionProvider;
   readonly threads: number;
-  #session: ort.InferenceSession;
+  readonly adapter?: AdapterInfo;
+  #session: RuntimeSession;
   #debug: boolean;
+  #outputs: readonly string[];
+
+  readonly precision: "fp32" | "fp16";
 
   constructor(
-    session: ort.InferenceSession,
+    opened: OpenedSession,
     model: EfficientAdModel,
-    info: { provider: ExecutionProvider; threads: number; debug: boolean },
+    info: { debug: boolean; precision: "fp32" | "fp16" },
   ) {
-    this.#session = session;
-    this.#debug = info.debug;
-    this.provider = info.provider;
-    this.threads = info.threads;
+    const debug = info.debug;
+    this.precision = info.precision;
+    this.#session = opened.session;
+    this.#debug = debug;
+    this.#outputs = graphOutputs(debug);
+    this.provider = opened.provider;
+    this.threads = opened.threads;
     this.inputSize = model.config.imageSize;
-    this.description = `onnx (${info.provider}, ${info.threads} threads)`;
+    if (opened.adapter) this.adapter = opened.adapter;
+    this.description = engineDescription(opened, info.precision);
   }
 
   async run(batch: Tensor, options: RunOptions = {}): Promise<InferenceOutput> {
     options.signal?.throwIfAborted();
     checkBatch(batch, this.inputSize);
-    const input = new ort.Tensor("float32", batch.data, [...batch.shape]);
-    const out = await this.#session.run({ input }, graphOutputs(this.#debug));
+    const input = this.#session.tensor(batch.data, batch.shape);
+    const out = await this.#session.run({ input }, this.#outputs);
     const get = (name: string) => {
       const t = out[name];
       if (t === undefined) throw new Error(`Cannot read ONNX output "${name}": missing`);
@@ -97,6 +124,22 @@ class OnnxEngine implements InferenceEngine {
 }
 
 /**
+ * How an engine on an opened session describes itself: `onnx (cpu, 2 threads)`, or
+ * `onnx (webgpu, onnxruntime-web, llvmpipe (LLVM 15.0.6, 256 bits), vendor 0x10005, fp16)`.
+ */
+export function engineDescription(
+  opened: OpenedSession,
+  precision: "fp32" | "fp16" = "fp32",
+): string {
+  if (opened.provider === "webgpu") {
+    const on = opened.adapter ? `, ${describeAdapter(opened.adapter)}` : "";
+    const graph = precision === "fp16" ? " fp16" : "";
+    return `onnx (webgpu${graph}, ${opened.session.runtime}${on})`;
+  }
+  return `onnx (${opened.provider}, ${opened.threads} threads)`;
+}
+
+/**
  * Builds the model's ONNX graph and opens it in ONNX Runtime.
  *
  * @throws {ModelFormatError} when the weights do not fit the config.
@@ -104,12 +147,44 @@ class OnnxEngine implements InferenceEngine {
 export async function createOnnxEngine(
   model: EfficientAdModel,
   options: OnnxEngineOptions = {},
-): Promise<InferenceEngine & { provider: ExecutionProvider; threads: number }> {
+): Promise<
+  InferenceEngine & { provider: ExecutionProvider; threads: number; adapter?: AdapterInfo }
+> {
   const debug = options.debug ?? false;
+  const name = `EfficientAD ${model.config.size.toUpperCase()} (${model.provenance.version})`;
+  if (options.precision === "fp16") {
+    const why = await fp16Unavailable(options.executionProviders ?? []);
+    if (why === undefined) {
+      try {
+        const opened = await createSession(
+          buildEfficientAdGraph(model, { debug, precision: "fp16" }),
+          {
+            ...options,
+            executionProviders: ["webgpu"],
+            cpuLast: false,
+            name: `${name} fp16`,
+          },
+        );
+        return new OnnxEngine(opened, model, { debug, precision: "fp16" });
+      } catch (e) {
+        options.logger?.warn(`fp16 graph not used for ${name}`, { reason: errorMessage(e) });
+      }
+    } else {
+      options.logger?.warn(`fp16 graph not used for ${name}`, { reason: why });
+    }
+  }
   const bytes = buildEfficientAdGraph(model, { debug });
-  const { session, provider, threads } = await createSession(bytes, {
-    ...options,
-    name: `EfficientAD ${model.config.size.toUpperCase()} (${model.provenance.version})`,
-  });
-  return new OnnxEngine(session, model, { provider, threads, debug });
+  const opened = await createSession(bytes, { ...options, name });
+  return new OnnxEngine(opened, model, { debug, precision: "fp32" });
+}
+
+/** Why a half-precision graph cannot run, or undefined when it can (webgpu with shader-f16). */
+async function fp16Unavailable(
+  providers: readonly ExecutionProvider[],
+): Promise<string | undefined> {
+  if (!providers.includes("webgpu")) return "it runs on webgpu only";
+  const probe = await webGpuAdapter();
+  if (!probe.ok) return probe.reason;
+  if (!probe.adapter.shaderF16) return "the WebGPU adapter has no shader-f16";
+  return undefined;
 }

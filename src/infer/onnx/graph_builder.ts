@@ -60,6 +60,18 @@ export class GraphBuilder {
     return name;
   }
 
+  /** Adds a float16 initializer, rounded from float32 data, and returns its name. */
+  halves(name: string, t: Tensor): string {
+    const half = Float16Array.from(t.data);
+    this.#initializers.push({
+      name,
+      dims: [...t.shape],
+      dataType: onnx.TensorProto.DataType.FLOAT16,
+      rawData: new Uint8Array(half.buffer),
+    });
+    return name;
+  }
+
   /** Adds a 1-D int64 initializer (sizes, axes, pads) and returns its name. */
   ints(name: string, values: readonly number[]): string {
     const raw = new BigInt64Array(values.map((v) => BigInt(v)));

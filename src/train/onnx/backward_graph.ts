@@ -151,8 +151,34 @@ function convWeightGrad(
     g.ints(g.fresh("cols"), [l.inChannels * k * k, oh * ow]),
   ]);
   const dy = g.node("Reshape", [gy, g.ints(g.fresh("dy"), [l.outChannels, oh * ow])]);
-  const dw = g.node("Gemm", [dy, cols], { transB: 1 });
+  const dw = chunkedGemm(g, dy, cols, oh * ow);
   return g.node("Reshape", [dw, g.ints(g.fresh("w_shape"), [l.outChannels, l.inChannels, k, k])]);
+}
+
+/**
+ * The reduction length of one Gemm in {@linkcode convWeightGrad} at most: longer ones are
+ * split and summed. onnxruntime-web 1.30's WebGPU Gemm is wrong (about 30 % of the range)
+ * for an inner dimension of 65535, 65537 or 67081 (the first student convolution at
+ * 256x256 with padding), right for 65532, 65536 and below.
+ */
+export const MAX_GEMM_REDUCTION = 1 << 15;
+
+/** `a x b^T` over an inner dimension of length `n`, in parts of {@linkcode MAX_GEMM_REDUCTION}. */
+function chunkedGemm(g: GraphBuilder, a: string, b: string, n: number): string {
+  if (n <= MAX_GEMM_REDUCTION) return g.node("Gemm", [a, b], { transB: 1 });
+  const axis = g.ints(g.fresh("axis_k"), [1]);
+  const parts: string[] = [];
+  for (let start = 0; start < n; start += MAX_GEMM_REDUCTION) {
+    const starts = g.ints(g.fresh("k_start"), [start]);
+    const ends = g.ints(g.fresh("k_end"), [Math.min(n, start + MAX_GEMM_REDUCTION)]);
+    parts.push(g.node("Gemm", [
+      g.node("Slice", [a, starts, ends, axis]),
+      g.node("Slice", [b, starts, ends, axis]),
+    ], { transB: 1 }));
+  }
+  // A chain of Add rather than Sum: onnxruntime-web's WebGPU provider has no Sum kernel
+  // (it would run on the CPU, with copies both ways).
+  return parts.reduce((sum, part) => g.node("Add", [sum, part]));
 }
 
 /**

@@ -10,7 +10,11 @@ import type { Tensor } from "../../core/tensor.ts";
 import { formatShape } from "../../core/tensor.ts";
 import type { StateDict } from "../../model/state_dict.ts";
 import type { EfficientAdModel } from "../../model/model.ts";
-import { createSession } from "../../infer/onnx/session.ts";
+import {
+  createSession,
+  type ExecutionProvider,
+  type RuntimeSession,
+} from "../../infer/onnx/session.ts";
 import { createOnnxEngine } from "../../infer/onnx/engine.ts";
 import type { InferenceEngine } from "../../infer/engine.ts";
 import { augmentImage } from "../augment.ts";
@@ -27,7 +31,7 @@ import type {
 } from "../loop.ts";
 import { OnnxTrainer } from "./trainer.ts";
 import { buildTeacherGraph } from "./teacher_graph.ts";
-import * as ort from "onnxruntime-node";
+import type { Logger } from "../../core/log.ts";
 
 /** Sub-stream of the run seed used for the dropout masks. */
 const DROPOUT_STREAM = 0xd0;
@@ -38,6 +42,13 @@ export interface OnnxTrainStepOptions {
   readonly aeDropout?: number;
   /** ONNX Runtime intra-op threads. Default: all cores. */
   readonly threads?: number;
+  /**
+   * Where the step, the teacher and the validation maps run, in order of preference
+   * (`webgpu`: onnxruntime-web on Deno's adapter); CPU last. Default `["cpu"]`.
+   */
+  readonly executionProviders?: readonly ExecutionProvider[];
+  /** Where the provider in use is logged. */
+  readonly logger?: Logger;
 }
 
 /** NCHW (1 x 3 x H x W) to interleaved RGB, and back. */
@@ -64,7 +75,7 @@ function fromHwc(hwc: Float32Array, shape: readonly number[]): Tensor {
 class OnnxTrainStep implements TrainStep {
   #init: TrainStepInit;
   #options: OnnxTrainStepOptions;
-  #rawTeacher: ort.InferenceSession | undefined;
+  #rawTeacher: RuntimeSession | undefined;
   #norm: TeacherNorm | undefined;
   #trainer: OnnxTrainer | undefined;
   #params: StateDict;
@@ -83,14 +94,14 @@ class OnnxTrainStep implements TrainStep {
   async teacherFeatures(image: Tensor): Promise<Tensor> {
     this.#rawTeacher ??= (await createSession(
       buildTeacherGraph(this.#init.config, this.#init.teacher),
-      { name: "teacher (statistics)", ...this.#threads() },
+      { name: "teacher (statistics)", ...this.#threads(), ...this.#providers() },
     )).session;
     const out = await this.#rawTeacher.run({
-      input: new ort.Tensor("float32", image.data, [...image.shape]),
+      input: this.#rawTeacher.tensor(image.data, image.shape),
     });
     const t = out["teacher"];
     if (t === undefined) throw new Error("Cannot compute teacher features: no output");
-    return { shape: t.dims.map(Number), data: t.data as Float32Array };
+    return { shape: [...t.dims], data: t.data as Float32Array };
   }
 
   setTeacherNorm(norm: TeacherNorm): void {
@@ -121,7 +132,10 @@ class OnnxTrainStep implements TrainStep {
     if (this.#engine?.steps !== steps) {
       await this.#engine?.engine[Symbol.asyncDispose]();
       this.#engine = {
-        engine: await createOnnxEngine(this.#model(), { ...this.#intraOp() }),
+        engine: await createOnnxEngine(this.#model(), {
+          ...this.#intraOp(),
+          ...this.#providers(),
+        }),
         steps,
       };
     }
@@ -163,6 +177,14 @@ class OnnxTrainStep implements TrainStep {
     return this.#threads();
   }
 
+  #providers(): { executionProviders?: readonly ExecutionProvider[]; logger?: Logger } {
+    const o = this.#options;
+    return {
+      ...(o.executionProviders ? { executionProviders: o.executionProviders } : {}),
+      ...(o.logger ? { logger: o.logger } : {}),
+    };
+  }
+
   /** Teacher, current student and autoencoder, and mean/std as one state dict. */
   #stateDict(): StateDict {
     const dict: StateDict = new Map();
@@ -199,6 +221,7 @@ class OnnxTrainStep implements TrainStep {
       penalty,
       dropout: this.#options.aeDropout ?? 0.2,
       random: () => this.#random.next(),
+      ...this.#providers(),
       ...this.#threads().intraOpThreads !== undefined ? { threads: this.#options.threads! } : {},
       ...(o && o.steps > 0 ? { resume: { step: o.steps, m: new Map(o.m), v: new Map(o.v) } } : {}),
     });

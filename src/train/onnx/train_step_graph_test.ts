@@ -4,7 +4,7 @@ import { item, type Tensor } from "../../core/tensor.ts";
 import { resolveConfig } from "../../model/config.ts";
 import { syntheticStateDict } from "../../model/synthetic.ts";
 import { readTorchCheckpoint } from "../../model/torch_checkpoint.ts";
-import { createSession } from "../../infer/onnx/session.ts";
+import { createSession, type RuntimeTensor } from "../../infer/onnx/session.ts";
 import { assertAlmostEquals, assertEquals, assertOk } from "../../../tests/assert.ts";
 import { HAS_SHARED, loadOwnCase, ROOT, SHARED_S } from "../../../tests/parity.ts";
 import { buildEfficientAdGraph } from "../../infer/onnx/efficientad_graph.ts";
@@ -74,7 +74,7 @@ for (const penalty of [false, true]) {
       const teacher = await createSession(buildTeacherGraph(config, sd), { intraOpThreads: 2 });
       const tOut = await teacher.session.run({ input: ortTensor(x1) });
       await teacher.session.release();
-      const feeds: Record<string, ort.Tensor> = { input: ortTensor(x1) };
+      const feeds: Record<string, RuntimeTensor> = { input: ortTensor(x1) };
       const t = tOut["teacher"];
       assertOk(t);
       feeds["teacher"] = t;
@@ -167,7 +167,7 @@ for (const [kind, inGraphAe] of ANOMALIB_RUNS) {
       const a = aOut["ae_out"];
       assertOk(t && a);
       const { stepSize, biasCorrection2Sqrt } = adamScalars(1e-4, 1);
-      const feeds: Record<string, ort.Tensor> = {
+      const feeds: Record<string, RuntimeTensor> = {
         input: ortTensor(x),
         teacher: t,
         penalty: ortTensor(await readNpy(`${trainDir}penalty.npy`)),
@@ -242,8 +242,8 @@ Deno.test("dropout masks scale the decoder's forward values and gradients", asyn
   const image = new Float32Array(3 * H * W).map((_, i) => (Math.sin(i * 0.37) + 1) / 2);
   const c = config.teacherOutChannels;
   const t = new Float32Array(c * 56 * 56).map((_, i) => Math.cos(i * 0.11));
-  const feedsFor = (masks: (layer: string) => number): Record<string, ort.Tensor> => {
-    const feeds: Record<string, ort.Tensor> = {
+  const feedsFor = (masks: (layer: string) => number): Record<string, RuntimeTensor> => {
+    const feeds: Record<string, RuntimeTensor> = {
       input: new ort.Tensor("float32", image, [1, 3, H, W]),
       augmented: new ort.Tensor("float32", image, [1, 3, H, W]),
       teacher: new ort.Tensor("float32", t, [1, c, 56, 56]),
@@ -273,7 +273,7 @@ Deno.test("dropout masks scale the decoder's forward values and gradients", asyn
     const feeds = feedsFor(() => 1);
     for (const name of Object.keys(feeds)) if (name.startsWith("dropout.")) delete feeds[name];
     const want = await reference.session.run(feeds);
-    const lossOf = (o: ort.InferenceSession.OnnxValueMapType, k: string) =>
+    const lossOf = (o: Record<string, RuntimeTensor>, k: string) =>
       (o[k]?.data as Float32Array)[0] ?? NaN;
     assertEquals(lossOf(ones, "loss_ae"), lossOf(want, "loss_ae"));
     // Dropping everything after deconv6 cuts every gradient path to deconv1..6 and the
@@ -321,7 +321,7 @@ for (const [name, whole] of [["s-padding", true], ["m", false]] as const) {
       const ta = (await teacher.session.run({ input: augmented }))["teacher"];
       await teacher.session.release();
       assertOk(t && ta);
-      const feeds: Record<string, ort.Tensor> = {
+      const feeds: Record<string, RuntimeTensor> = {
         input: ortTensor(x),
         teacher: t,
         penalty: image((v) => 1 - v),
@@ -338,7 +338,7 @@ for (const [name, whole] of [["s-padding", true], ["m", false]] as const) {
       if (whole) {
         for (const p of params) {
           const n = adamNames(p.name);
-          const size = feeds[p.name]?.size ?? 0;
+          const size = p.shape.reduce((a, b) => a * b, 1);
           feeds[n.m] = new ort.Tensor("float32", new Float32Array(size), [...p.shape]);
           feeds[n.v] = new ort.Tensor("float32", new Float32Array(size), [...p.shape]);
         }

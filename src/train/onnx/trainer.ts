@@ -24,11 +24,17 @@
  *
  * @module
  */
-import * as ort from "onnxruntime-node";
 import { item, stack, type Tensor } from "../../core/tensor.ts";
+import type { Logger } from "../../core/log.ts";
 import type { EfficientAdConfig } from "../../model/config.ts";
 import type { StateDict } from "../../model/state_dict.ts";
-import { createSession } from "../../infer/onnx/session.ts";
+import {
+  createSession,
+  type ExecutionProvider,
+  type OpenedSession,
+  type RuntimeSession,
+  type RuntimeTensor,
+} from "../../infer/onnx/session.ts";
 import {
   type AdamConstants,
   adamNames,
@@ -52,6 +58,13 @@ export interface OnnxTrainerOptions {
   readonly stateDict: StateDict;
   /** ONNX Runtime intra-op threads. Default: the logical CPU count (createSession's default). */
   readonly threads?: number;
+  /**
+   * Where the teacher and step graphs run, in order of preference (`webgpu`: onnxruntime-web
+   * on Deno's adapter); the CPU is always the last resort. Default `["cpu"]`.
+   */
+  readonly executionProviders?: readonly ExecutionProvider[];
+  /** Where the provider in use (and any fallback) is logged. */
+  readonly logger?: Logger;
   /** Decoder dropout rate in training (anomalib: 0.2). 0 turns dropout off. Default 0.2. */
   readonly dropout?: number;
   /** Uniform [0, 1) source for the dropout masks. Default `Math.random`. */
@@ -86,21 +99,28 @@ export interface OnnxStepImages {
 
 /** Runs training steps; holds the parameters and Adam state between them. */
 export class OnnxTrainer implements AsyncDisposable {
-  #teacher: ort.InferenceSession;
-  #step: ort.InferenceSession;
+  #teacher: RuntimeSession;
+  #step: RuntimeSession;
   #params: readonly ParameterInfo[];
-  #state = new Map<string, ort.Tensor>();
+  #state = new Map<string, RuntimeTensor>();
   #steps: number;
   #options: OnnxTrainerOptions;
+  /** The execution provider of the step graph (the teacher's may differ after a fallback). */
+  readonly provider: ExecutionProvider;
 
   private constructor(
-    teacher: ort.InferenceSession,
-    step: ort.InferenceSession,
+    teacher: RuntimeSession,
+    step: OpenedSession,
     options: OnnxTrainerOptions,
   ) {
     this.#teacher = teacher;
-    this.#step = step;
+    this.#step = step.session;
+    this.provider = step.provider;
     this.#options = options;
+    const toOrt = (t: Tensor, copy = false) =>
+      this.#step.tensor(copy ? t.data.slice() : t.data, t.shape);
+    const zeros = (shape: readonly number[]) =>
+      this.#step.tensor(new Float32Array(shape.reduce((a, b) => a * b, 1)), shape);
     const { config, stateDict } = options;
     this.#params = [...studentParameters(config), ...aeParameters(config)];
     this.#steps = options.resume?.step ?? 0;
@@ -121,7 +141,11 @@ export class OnnxTrainer implements AsyncDisposable {
    */
   static async create(options: OnnxTrainerOptions): Promise<OnnxTrainer> {
     const { config, stateDict } = options;
-    const threads = options.threads === undefined ? {} : { intraOpThreads: options.threads };
+    const threads = {
+      ...(options.threads === undefined ? {} : { intraOpThreads: options.threads }),
+      ...(options.executionProviders ? { executionProviders: options.executionProviders } : {}),
+      ...(options.logger ? { logger: options.logger } : {}),
+    };
     const teacher = await createSession(buildTeacherGraph(config, stateDict), {
       ...threads,
       name: "teacher (training)",
@@ -134,7 +158,7 @@ export class OnnxTrainer implements AsyncDisposable {
         adam: options.adam ?? {},
       });
       const step = await createSession(graph, { ...threads, name: "training step" });
-      return new OnnxTrainer(teacher.session, step.session, options);
+      return new OnnxTrainer(teacher.session, step, options);
     } catch (e) {
       await teacher.session.release();
       throw e;
@@ -152,27 +176,26 @@ export class OnnxTrainer implements AsyncDisposable {
     const x = batchOfOne(images.x);
     const augmented = batchOfOne(images.augmented);
     const both = stack([item(x, 0), item(augmented, 0)]);
-    const t = (await this.#teacher.run({ input: toOrt(both) }))["teacher"];
+    const teacherIn = this.#teacher.tensor(both.data, both.shape);
+    const t = (await this.#teacher.run({ input: teacherIn }))["teacher"];
     if (t === undefined) throw new Error("teacher graph gave no output");
     const tData = t.data as Float32Array;
     const half = tData.length / 2;
     const tShape = [1, ...t.dims.slice(1)];
     const step = this.#steps + 1;
     const { stepSize, biasCorrection2Sqrt } = adamScalars(lr, step, this.#options.adam);
-    const feeds: Record<string, ort.Tensor> = {
+    const session = this.#step;
+    const toOrt = (t: Tensor) => session.tensor(t.data, t.shape);
+    const feeds: Record<string, RuntimeTensor> = {
       input: toOrt(x),
-      teacher: new ort.Tensor("float32", tData.subarray(0, half), tShape),
-      teacher_augmented: new ort.Tensor("float32", tData.subarray(half), tShape),
+      teacher: session.tensor(tData.subarray(0, half), tShape),
+      teacher_augmented: session.tensor(tData.subarray(half), tShape),
       ...(this.#options.penalty ?? true
         ? { penalty: toOrt(batchOfOne(requiredPenalty(images.penalty))) }
         : {}),
       augmented: toOrt(augmented),
-      "adam.step_size": new ort.Tensor("float32", Float32Array.of(stepSize), []),
-      "adam.bias_correction2_sqrt": new ort.Tensor(
-        "float32",
-        Float32Array.of(biasCorrection2Sqrt),
-        [],
-      ),
+      "adam.step_size": session.tensor(Float32Array.of(stepSize), []),
+      "adam.bias_correction2_sqrt": session.tensor(Float32Array.of(biasCorrection2Sqrt), []),
     };
     for (const [name, value] of this.#state) feeds[name] = value;
     const rate = this.#options.dropout ?? 0.2;
@@ -182,7 +205,7 @@ export class OnnxTrainer implements AsyncDisposable {
       for (const [layer, shape] of dropoutShapes(config)) {
         const mask = new Float32Array(shape.reduce((a, b) => a * b, 1));
         for (let i = 0; i < mask.length; i++) mask[i] = random() < rate ? 0 : keep;
-        feeds[dropoutName(layer)] = new ort.Tensor("float32", mask, shape);
+        feeds[dropoutName(layer)] = session.tensor(mask, shape);
       }
     }
     const out = await this.#step.run(feeds);
@@ -254,16 +277,6 @@ function required(dict: StateDict, key: string): Tensor {
 
 function batchOfOne(t: Tensor): Tensor {
   return t.shape.length === 3 ? { shape: [1, ...t.shape], data: t.data } : t;
-}
-
-function toOrt(t: Tensor, copy = false): ort.Tensor {
-  return new ort.Tensor("float32", copy ? t.data.slice() : t.data, [...t.shape]);
-}
-
-function zeros(shape: readonly number[]): ort.Tensor {
-  return new ort.Tensor("float32", new Float32Array(shape.reduce((a, b) => a * b, 1)), [
-    ...shape,
-  ]);
 }
 
 function requiredPenalty(t: Tensor | undefined): Tensor {
