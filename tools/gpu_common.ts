@@ -20,27 +20,27 @@ export function syntheticBatch(n: number, size: readonly [number, number] = [256
 }
 
 /**
- * Engine options for a provider list, asking for half precision when `fp16` is set. The
- * option is `precision: "fp16"`; an engine without that option ignores it, which
- * {@linkcode servesFp16} then tells.
+ * Engine options for a provider list, asking for half precision when `fp16` is set
+ * (`precision: "fp16"`, served on a WebGPU adapter with `shader-f16` only, which
+ * {@linkcode servesFp16} then tells).
  */
 export function engineOptions(
   providers: readonly ExecutionProvider[],
   options: { fp16?: boolean; logger?: Logger } = {},
 ): OnnxEngineOptions {
-  return Object.assign(
-    { executionProviders: providers },
-    options.logger ? { logger: options.logger } : {},
-    options.fp16 ? { precision: "fp16" } : {},
-  );
+  return {
+    executionProviders: providers,
+    ...(options.logger ? { logger: options.logger } : {}),
+    ...(options.fp16 ? { precision: "fp16" as const } : {}),
+  };
 }
 
 /**
  * Whether an engine says it runs in half precision: its `precision` property is `"fp16"`.
  * (Not its description: the WebGPU engine's names the adapter's `fp16` support there.)
  */
-export function servesFp16(engine: InferenceEngine): boolean {
-  return (engine as { precision?: unknown }).precision === "fp16";
+export function servesFp16(engine: InferenceEngine & { precision?: string }): boolean {
+  return engine.precision === "fp16";
 }
 
 /** A logger to stderr that keeps its warnings (the provider fallback line names the reason). */
