@@ -490,7 +490,9 @@ export class MqttConnection implements AsyncDisposable {
     for (const [id, entry] of [...this.#inFlight].sort((a, b) => a[0] - b[0])) {
       if (entry.client !== client) continue;
       this.#inFlight.delete(id);
-      back.push(entry.message);
+      // The birth message goes first on every connection anyway: an unacknowledged one is
+      // not sent twice (nor counted as queued while the broker is away).
+      if (entry.message !== this.#birth) back.push(entry.message);
     }
     if (back.length > 0) this.#queue.requeue(back);
   }
