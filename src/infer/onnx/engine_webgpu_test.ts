@@ -1,21 +1,10 @@
 import { createLogger } from "../../core/log.ts";
-import type { Tensor } from "../../core/tensor.ts";
 import { resolveConfig } from "../../model/config.ts";
 import { syntheticModel } from "../../model/synthetic.ts";
 import { assertEquals, assertOk } from "../../../tests/assert.ts";
 import { assertClose } from "../../../tests/parity.ts";
-import { HAS_WEBGPU } from "../../../tests/support/webgpu.ts";
+import { evalWithoutVulkanDriver, HAS_WEBGPU, randomImage } from "../../../tests/support/webgpu.ts";
 import { createOnnxEngine } from "./engine.ts";
-
-function randomImage(h: number, w: number, seed: number): Tensor {
-  const data = new Float32Array(3 * h * w);
-  let s = seed >>> 0;
-  for (let i = 0; i < data.length; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    data[i] = s / 2 ** 32;
-  }
-  return { shape: [1, 3, h, w], data };
-}
 
 for (const size of ["s", "m"] as const) {
   for (const padding of [false, true]) {
@@ -54,39 +43,26 @@ Deno.test({
   name: "createOnnxEngine() without a WebGPU adapter falls back to the CPU and says why",
   ignore: Deno.build.os !== "linux",
   async fn() {
-    const empty = await Deno.makeTempFile({ suffix: ".json" });
-    try {
-      await Deno.writeTextFile(empty, "{}");
-      const url = (p: string) => JSON.stringify(import.meta.resolve(p));
-      const code = [
-        `import { createLogger } from ${url("../../core/log.ts")};`,
-        `import { resolveConfig } from ${url("../../model/config.ts")};`,
-        `import { syntheticModel } from ${url("../../model/synthetic.ts")};`,
-        `import { createOnnxEngine } from ${url("./engine.ts")};`,
-        `const model = syntheticModel(resolveConfig({ size: "s", teacherOutChannels: 64 }));`,
-        `await using e = await createOnnxEngine(model, { executionProviders: ["webgpu", "cpu"],`,
-        `  logger: createLogger({ sink: (l) => console.log(l) }) });`,
-        `console.log(JSON.stringify({ provider: e.provider, description: e.description }));`,
-      ].join("\n");
-      const out = await new Deno.Command(Deno.execPath(), {
-        args: ["eval", "--no-check", code],
-        // Vulkan only (Deno would fall back to GL otherwise) with an ICD list that names none.
-        env: { DENO_WEBGPU_BACKEND: "vulkan", VK_ICD_FILENAMES: empty, VK_DRIVER_FILES: empty },
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      const lines = new TextDecoder().decode(out.stdout).trim().split("\n");
-      assertOk(out.success, new TextDecoder().decode(out.stderr));
-      assertEquals(JSON.parse(lines.at(-1) ?? ""), {
-        provider: "cpu",
-        description: `onnx (cpu, ${navigator.hardwareConcurrency} threads)`,
-      });
-      const warn = lines.find((l) => l.startsWith("warn") && l.includes("fallback"));
-      assertOk(warn?.includes("using=cpu"), lines.join("\n"));
-      assertOk(warn?.includes("webgpu (no Vulkan driver: install mesa-vulkan-drivers"), warn);
-    } finally {
-      await Deno.remove(empty);
-    }
+    const url = (p: string) => JSON.stringify(import.meta.resolve(p));
+    const code = [
+      `import { createLogger } from ${url("../../core/log.ts")};`,
+      `import { resolveConfig } from ${url("../../model/config.ts")};`,
+      `import { syntheticModel } from ${url("../../model/synthetic.ts")};`,
+      `import { createOnnxEngine } from ${url("./engine.ts")};`,
+      `const model = syntheticModel(resolveConfig({ size: "s", teacherOutChannels: 64 }));`,
+      `await using e = await createOnnxEngine(model, { executionProviders: ["webgpu", "cpu"],`,
+      `  logger: createLogger({ sink: (l) => console.log(l) }) });`,
+      `console.log(JSON.stringify({ provider: e.provider, description: e.description }));`,
+    ].join("\n");
+    const { success, lines, stderr } = await evalWithoutVulkanDriver(code);
+    assertOk(success, stderr);
+    assertEquals(JSON.parse(lines.at(-1) ?? ""), {
+      provider: "cpu",
+      description: `onnx (cpu, ${navigator.hardwareConcurrency} threads)`,
+    });
+    const warn = lines.find((l) => l.startsWith("warn") && l.includes("fallback"));
+    assertOk(warn?.includes("using=cpu"), lines.join("\n"));
+    assertOk(warn?.includes("webgpu (no Vulkan driver: install mesa-vulkan-drivers"), warn);
   },
 });
 

@@ -1,5 +1,5 @@
 import { assertEquals, assertOk } from "../../../tests/assert.ts";
-import { HAS_WEBGPU } from "../../../tests/support/webgpu.ts";
+import { evalWithoutVulkanDriver, HAS_WEBGPU } from "../../../tests/support/webgpu.ts";
 import {
   describeAdapter,
   type GpuLike,
@@ -50,23 +50,10 @@ Deno.test({
   name: "probeWebGpu() in a process whose Vulkan has no driver reports no driver",
   ignore: !HAS_WEBGPU || Deno.build.os !== "linux",
   async fn() {
-    const empty = await Deno.makeTempFile({ suffix: ".json" });
-    try {
-      await Deno.writeTextFile(empty, "{}");
-      const code =
-        `import { probeWebGpu } from ${JSON.stringify(import.meta.resolve("./adapter.ts"))};` +
-        `console.log(JSON.stringify(await probeWebGpu()));`;
-      const out = await new Deno.Command(Deno.execPath(), {
-        args: ["eval", "--no-check", code],
-        // Vulkan only (Deno would fall back to GL otherwise) with an ICD list that names none.
-        env: { DENO_WEBGPU_BACKEND: "vulkan", VK_ICD_FILENAMES: empty, VK_DRIVER_FILES: empty },
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      const text = new TextDecoder().decode(out.stdout).trim().split("\n").at(-1) ?? "";
-      assertEquals(JSON.parse(text), { ok: false, reason: NO_VULKAN_DRIVER });
-    } finally {
-      await Deno.remove(empty);
-    }
+    const code =
+      `import { probeWebGpu } from ${JSON.stringify(import.meta.resolve("./adapter.ts"))};` +
+      `console.log(JSON.stringify(await probeWebGpu()));`;
+    const { lines } = await evalWithoutVulkanDriver(code);
+    assertEquals(JSON.parse(lines.at(-1) ?? ""), { ok: false, reason: NO_VULKAN_DRIVER });
   },
 });

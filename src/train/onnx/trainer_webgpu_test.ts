@@ -1,21 +1,10 @@
 import { assertOk } from "../../../tests/assert.ts";
-import { HAS_WEBGPU } from "../../../tests/support/webgpu.ts";
+import { HAS_WEBGPU, randomImage } from "../../../tests/support/webgpu.ts";
 import { createLogger } from "../../core/log.ts";
-import type { Tensor } from "../../core/tensor.ts";
 import { resolveConfig } from "../../model/config.ts";
 import type { StateDict } from "../../model/state_dict.ts";
 import { syntheticStateDict } from "../../model/synthetic.ts";
 import { OnnxTrainer, type OnnxTrainerLosses } from "./trainer.ts";
-
-function randomImage(h: number, w: number, seed: number): Tensor {
-  const data = new Float32Array(3 * h * w);
-  let s = seed >>> 0;
-  for (let i = 0; i < data.length; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    data[i] = s / 2 ** 32;
-  }
-  return { shape: [1, 3, h, w], data };
-}
 
 /** The largest |a - b| over a tensor pair, over the largest |b| of the tensor. */
 function worst(a: StateDict, b: StateDict): { name: string; rel: number } {
