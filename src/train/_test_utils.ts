@@ -15,7 +15,6 @@ import type { Tensor } from "../core/tensor.ts";
 import { encodePng } from "../image/decode.ts";
 import type {
   OptimizerState,
-  RawMaps,
   StepLosses,
   TeacherNorm,
   TrainBatch,
@@ -24,6 +23,7 @@ import type {
   TrainStepFactory,
   TrainStepInit,
 } from "./loop.ts";
+import type { RawMaps } from "../model/calibration.ts";
 import type { StateDict } from "../model/state_dict.ts";
 import { fileURLToPath } from "node:url";
 import { readNpy } from "../core/npy.ts";

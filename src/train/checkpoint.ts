@@ -33,13 +33,12 @@ import type { ImageSet } from "./data.ts";
 import type {
   LoopState,
   OptimizerState,
-  RawMaps,
   StepLosses,
   TeacherNorm,
   TrainSnapshot,
   TrainStep,
 } from "./loop.ts";
-import { quantiles } from "./stats.ts";
+import { type Calibration, calibrationFromMaps, type RawMaps } from "../model/calibration.ts";
 
 /** The `format` of `checkpoint.json`. */
 export const CHECKPOINT_FORMAT = "efficientad-edge-train/1";
@@ -232,58 +231,6 @@ export async function readCheckpoint(dir: string): Promise<TrainCheckpoint> {
     options: json.options,
     ...(json.losses ? { losses: json.losses } : {}),
   };
-}
-
-/** The map-normalisation quantiles and score thresholds from the calibration images. */
-export interface Calibration {
-  readonly qaSt: number;
-  readonly qbSt: number;
-  readonly qaAe: number;
-  readonly qbAe: number;
-  /** On the raw score (the anomaly map's maximum after the quantile normalisation). */
-  readonly thresholds: Thresholds;
-  /** How many images. */
-  readonly images: number;
-}
-
-/**
- * Computes the quantiles (0.9 and 0.995, linear interpolation, over every pixel of every
- * image, st and ae separately) and thresholds: each image's score is the maximum of
- * `0.5 * 0.1 (st - qa_st) / (qb_st - qa_st) + 0.5 * 0.1 (ae - qa_ae) / (qb_ae - qa_ae)`;
- * with normal images only the threshold is the highest score (anomalib's F1 threshold
- * on normal data), `min` / `max` the lowest and highest.
- *
- * @throws {RangeError} when `maps` is empty or the maps differ in size.
- */
-export function calibrationFromMaps(maps: readonly RawMaps[]): Calibration {
-  const first = maps[0];
-  if (first === undefined) throw new RangeError("Cannot calibrate on no images");
-  const n = first.st.data.length;
-  const st = new Float32Array(n * maps.length);
-  const ae = new Float32Array(n * maps.length);
-  maps.forEach((m, i) => {
-    if (m.st.data.length !== n || m.ae.data.length !== n) {
-      throw new RangeError(`Cannot calibrate: the maps of image ${i} differ in size`);
-    }
-    st.set(m.st.data, i * n);
-    ae.set(m.ae.data, i * n);
-  });
-  const [qaSt = 0, qbSt = 0] = quantiles(st, [0.9, 0.995]);
-  const [qaAe = 0, qbAe = 0] = quantiles(ae, [0.9, 0.995]);
-  const f = Math.fround;
-  const scores = maps.map((m) => {
-    let best = -Infinity;
-    for (let p = 0; p < n; p++) {
-      const a = f(f(0.1 * f(m.st.data[p]! - qaSt)) / f(qbSt - qaSt));
-      const b = f(f(0.1 * f(m.ae.data[p]! - qaAe)) / f(qbAe - qaAe));
-      const v = f(f(0.5 * a) + f(0.5 * b));
-      if (v > best) best = v;
-    }
-    return best;
-  });
-  const max = Math.max(...scores);
-  const min = Math.min(...scores);
-  return { qaSt, qbSt, qaAe, qbAe, thresholds: { threshold: max, min, max }, images: maps.length };
 }
 
 /** Options of {@linkcode calibrate}. */

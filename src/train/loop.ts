@@ -9,6 +9,7 @@
  *
  * @module
  */
+import type { RawMaps } from "../model/calibration.ts";
 import { assertPositiveInteger } from "../core/check.ts";
 import type { Tensor } from "../core/tensor.ts";
 import type { EfficientAdConfig } from "../model/config.ts";
@@ -82,14 +83,6 @@ export interface TrainSnapshot {
   readonly optimizer: OptimizerState;
   /** The step's own random state (dropout), when it has one. */
   readonly random?: number;
-}
-
-/** Unnormalised anomaly maps of one image after padding and resizing (SPEC steps 1-5). */
-export interface RawMaps {
-  /** 1 x 1 x H x W. */
-  readonly st: Tensor;
-  /** 1 x 1 x H x W. */
-  readonly ae: Tensor;
 }
 
 /**

@@ -8,7 +8,8 @@ import {
   forwardNetwork,
 } from "../infer/tfjs/networks.ts";
 import { readNpy } from "../core/npy.ts";
-import { ChannelStats, quantile, quantiles, selectInPlace } from "./stats.ts";
+import { ChannelStats } from "./stats.ts";
+import { quantile, quantiles, selectInPlace } from "../core/torch_quantile.ts";
 import {
   FIXTURE_CONFIG,
   HAS_TRAIN_FIXTURE,

@@ -20,7 +20,6 @@ import type { InferenceEngine } from "../../infer/engine.ts";
 import { augmentImage } from "../augment.ts";
 import { deriveSeed, SeededRandom } from "../data.ts";
 import type {
-  RawMaps,
   StepLosses,
   TeacherNorm,
   TrainBatch,
@@ -29,6 +28,7 @@ import type {
   TrainStepFactory,
   TrainStepInit,
 } from "../loop.ts";
+import type { RawMaps } from "../../model/calibration.ts";
 import { OnnxTrainer } from "./trainer.ts";
 import { buildTeacherGraph } from "./teacher_graph.ts";
 import type { Logger } from "../../core/log.ts";

@@ -24,7 +24,7 @@ import {
   type Network,
 } from "../../infer/tfjs/networks.ts";
 import { resizeBilinearWithGrad } from "./resize_grad.ts";
-import { quantile } from "../stats.ts";
+import { quantile } from "../../core/torch_quantile.ts";
 
 /** The quantile of the hard-feature loss. */
 export const HARD_QUANTILE = 0.999;

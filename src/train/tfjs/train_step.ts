@@ -30,7 +30,6 @@ import { ensureGradients } from "./gradients.ts";
 import { disposeTrainableModel, type TrainableModel, trainableModel } from "./losses.ts";
 import type {
   OptimizerState,
-  RawMaps,
   StepLosses,
   TeacherNorm,
   TrainBatch,
@@ -39,6 +38,7 @@ import type {
   TrainStepFactory,
   TrainStepInit,
 } from "../loop.ts";
+import type { RawMaps } from "../../model/calibration.ts";
 import { Adam, disposeGradients, lossesAndGradients } from "./step.ts";
 
 /** Options of {@linkcode tfjsTrainStepFactory}. */
