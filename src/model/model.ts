@@ -5,7 +5,7 @@
  * @module
  */
 import type { EfficientAdConfig } from "./config.ts";
-import type { StateDict } from "./state_dict.ts";
+import type { Quantiles, StateDict } from "./state_dict.ts";
 
 /**
  * Score thresholds in anomalib's sense: `threshold` on the raw score separates normal
@@ -33,6 +33,40 @@ export interface Provenance {
 /** How frames must be resized before this model sees them (the calibration's method). */
 export type ResizeMethod = "bilinear";
 
+/** How the activation ranges of an int8 graph were chosen from the calibration frames. */
+export type CalibrationMethod = "minmax" | "percentile" | "entropy";
+
+/** The numeric precisions a model can be served at (`model.precision`, `--precision`). */
+export type Precision = "fp32" | "fp16" | "int8";
+
+/** How an int8 graph was calibrated (recorded in `model.json`). */
+export interface Int8Calibration {
+  readonly method: CalibrationMethod;
+  /** The percentile of `percentile` (for example 99.99), when that method was used. */
+  readonly percentile?: number;
+  /** How many normal frames calibrated the activation ranges, quantiles and thresholds. */
+  readonly frames: number;
+  /** How long the calibration took, in seconds. */
+  readonly seconds: number;
+  /** ISO time of the calibration. */
+  readonly createdAt: string;
+}
+
+/**
+ * The int8 graph of a project model: a self-contained ONNX file beside the weights, with
+ * its own quantiles (inside the graph) and thresholds, both computed on the int8 graph's
+ * own maps: fp32 values are never reused for it.
+ */
+export interface Int8Graph {
+  /** The ONNX file's path (absolute, or relative to the working directory). */
+  readonly path: string;
+  /** Hex sha256 of the file, checked before it is loaded. */
+  readonly sha256: string;
+  readonly calibration: Int8Calibration;
+  readonly quantiles: Quantiles;
+  readonly thresholds: Thresholds;
+}
+
 /** A complete EfficientAD model in memory. */
 export interface EfficientAdModel {
   readonly config: EfficientAdConfig;
@@ -42,4 +76,6 @@ export interface EfficientAdModel {
   readonly provenance: Provenance;
   /** The resize used when calibrating (frames must be resized the same way). */
   readonly resize: ResizeMethod;
+  /** The int8 graph, when the model directory has one. */
+  readonly int8?: Int8Graph;
 }
