@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { sha256Hex } from "../core/sha256.ts";
 import { errorMessage, ModelFormatError } from "../core/errors.ts";
 import { type EfficientAdConfig, type ModelSize, resolveConfig } from "./config.ts";
 import type { EfficientAdModel } from "./model.ts";
@@ -59,10 +60,7 @@ async function statOrThrow(path: string): Promise<Deno.FileInfo> {
 /** A short content hash used as the version of a model that carries none. */
 export async function contentVersion(bytes: Uint8Array | string): Promise<string> {
   const data = typeof bytes === "string" ? new TextEncoder().encode(bytes) : bytes;
-  const digest = new Uint8Array(
-    await crypto.subtle.digest("SHA-256", data as Uint8Array<ArrayBuffer>),
-  );
-  return "sha256-" + [...digest.slice(0, 6)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return "sha256-" + (await sha256Hex(data)).slice(0, 12);
 }
 
 /**

@@ -24,6 +24,7 @@
  *
  * @module
  */
+import { sha256Hex } from "../core/sha256.ts";
 import { join } from "node:path";
 import { fsyncDir, fsyncFile, writeFileAtomic } from "../core/atomic_write.ts";
 import { assertNonNegativeInteger } from "../core/check.ts";
@@ -173,9 +174,7 @@ function compactTime(date: Date): string {
 }
 
 async function shortHash(path: string): Promise<string> {
-  const bytes = await Deno.readFile(path);
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
-  return [...digest.subarray(0, 4)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return (await sha256Hex(await Deno.readFile(path))).slice(0, 8);
 }
 
 /**

@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { sha256Hex } from "../core/sha256.ts";
 import { basename, join } from "node:path";
 import { unzipSync } from "fflate";
 import { writeFileAtomic } from "../core/atomic_write.ts";
@@ -50,12 +51,6 @@ export class ChecksumError extends Error {
     this.actual = actual;
     this.expected = expected;
   }
-}
-
-/** The lowercase hex sha256 of some bytes. */
-export async function sha256Hex(bytes: Uint8Array): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /**
