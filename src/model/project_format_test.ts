@@ -4,13 +4,16 @@ import { tensor } from "../core/tensor.ts";
 import { resolveConfig } from "./config.ts";
 import type { EfficientAdModel } from "./model.ts";
 import {
+  int8FileName,
   isProjectModelDir,
   MODEL_JSON,
   PROJECT_FORMAT,
   readProjectModel,
   WEIGHTS_FILE,
+  writeInt8Graph,
   writeProjectModel,
 } from "./project_format.ts";
+import { sha256Hex } from "../core/sha256.ts";
 import { encodeSafetensors, readSafetensors } from "./safetensors.ts";
 import type { StateDict } from "./state_dict.ts";
 import { syntheticStateDict } from "./synthetic.ts";
@@ -275,4 +278,83 @@ Deno.test("isProjectModelDir() is true only for a directory with model.json", as
     await Deno.mkdir(`${dir}/odd/${MODEL_JSON}`, { recursive: true });
     assertEquals(await isProjectModelDir(`${dir}/odd`), false);
   });
+});
+
+const INT8_INFO = {
+  calibration: {
+    method: "percentile" as const,
+    percentile: 99.99,
+    frames: 12,
+    seconds: 3.5,
+    createdAt: "2024-05-02T08:00:00Z",
+  },
+  quantiles: { qaSt: 0.1, qbSt: 0.3, qaAe: 0.05, qbAe: 0.2 },
+  thresholds: { threshold: 0.58, min: 0.1, max: 0.58 },
+};
+
+Deno.test("writeInt8Graph() adds the int8 block and file, and readProjectModel() reads them back", async () => {
+  await withTempDir(async (dir) => {
+    await writeProjectModel(dir, smallModel());
+    const graph = Uint8Array.of(1, 2, 3, 4);
+    const int8 = await writeInt8Graph(dir, graph, INT8_INFO);
+    assertEquals(int8.sha256, await sha256Hex(graph));
+    assertEquals(int8.path, `${dir}/${int8FileName(int8.sha256)}`);
+    assertEquals(await Deno.readFile(int8.path), graph);
+    const model = await readProjectModel(dir);
+    assertEquals(model.int8, int8);
+    const json = JSON.parse(await Deno.readTextFile(`${dir}/${MODEL_JSON}`));
+    assertEquals(json.int8.file, int8FileName(int8.sha256));
+    assertEquals(json.int8.calibration.created_at, "2024-05-02T08:00:00Z");
+    assertEquals(json.int8.quantiles, { qa_st: 0.1, qb_st: 0.3, qa_ae: 0.05, qb_ae: 0.2 });
+  });
+});
+
+Deno.test("writeInt8Graph() replaces the previous graph and removes its file after the commit", async () => {
+  await withTempDir(async (dir) => {
+    await writeProjectModel(dir, smallModel());
+    const first = await writeInt8Graph(dir, Uint8Array.of(1), INT8_INFO);
+    const second = await writeInt8Graph(dir, Uint8Array.of(2), INT8_INFO);
+    assertOk(first.path !== second.path);
+    assertEquals((await readProjectModel(dir)).int8?.path, second.path);
+    const names = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+    assertEquals(names, [MODEL_JSON, int8FileName(second.sha256), WEIGHTS_FILE].sort());
+  });
+});
+
+Deno.test("writeProjectModel() copies a model's int8 graph into a new directory, and drops it for a model without one", async () => {
+  await withTempDir(async (dir) => {
+    const a = `${dir}/a`;
+    const b = `${dir}/b`;
+    await writeProjectModel(a, smallModel());
+    await writeInt8Graph(a, Uint8Array.of(7, 7), INT8_INFO);
+    await writeProjectModel(b, await readProjectModel(a));
+    const copied = await readProjectModel(b);
+    assertEquals(copied.int8?.path, `${b}/${int8FileName(copied.int8!.sha256)}`);
+    assertEquals(await Deno.readFile(copied.int8!.path), Uint8Array.of(7, 7));
+    // New weights without an int8 graph: the old graph must not serve them.
+    await writeProjectModel(b, smallModel());
+    assertEquals((await readProjectModel(b)).int8, undefined);
+    assertEquals([...Deno.readDirSync(b)].length, 2);
+  });
+});
+
+Deno.test("readProjectModel() refuses an int8 file name outside the directory and a bad sha256", async () => {
+  await expectJsonError((json) => {
+    json.int8 = {
+      file: "../elsewhere.onnx",
+      sha256: "0".repeat(64),
+      calibration: { method: "minmax", frames: 1, seconds: 0, created_at: "x" },
+      quantiles: { qa_st: 0, qb_st: 1, qa_ae: 0, qb_ae: 1 },
+      thresholds: { threshold: 1, min: 0, max: 1 },
+    };
+  }, "int8.file: must be a plain file name inside the model directory");
+  await expectJsonError((json) => {
+    json.int8 = {
+      file: "model.int8-000000000000.onnx",
+      sha256: "xyz",
+      calibration: { method: "minmax", frames: 1, seconds: 0, created_at: "x" },
+      quantiles: { qa_st: 0, qb_st: 1, qa_ae: 0, qb_ae: 1 },
+      thresholds: { threshold: 1, min: 0, max: 1 },
+    };
+  }, "int8.sha256: must be 64 lowercase hex digits");
 });
