@@ -10,6 +10,7 @@ import type { InferenceEngine } from "./engine.ts";
 import { createAnomalibOnnxEngine } from "./onnx/anomalib_engine.ts";
 import { createOnnxEngine } from "./onnx/engine.ts";
 import type { ExecutionProvider } from "./onnx/session.ts";
+import type { Precision } from "../model/model.ts";
 
 /** Engine types: the project's ONNX graph in ONNX Runtime, or TensorFlow.js. */
 export type EngineType = "onnx" | "tfjs";
@@ -22,6 +23,12 @@ export interface EngineOptions {
   readonly intraOpThreads?: number;
   readonly debug?: boolean;
   readonly logger?: Logger;
+  /**
+   * The graph's precision (a pipeline's `model.precision`; the CLI's `--precision`):
+   * `int8` and `fp16` exist for the project's own models in the `onnx` engine; elsewhere
+   * the engine runs fp32 and says so. Default `fp32`.
+   */
+  readonly precision?: Precision;
 }
 
 /**
@@ -41,9 +48,11 @@ export async function createEngine(
         `Cannot run ${artifact.path} with engine ${type}: an anomalib ONNX export runs in onnx only`,
       );
     }
+    warnFp32(options, `${artifact.path} is an anomalib ONNX export, served as it is`);
     return await createAnomalibOnnxEngine(artifact.path, options);
   }
   if (type === "tfjs") {
+    warnFp32(options, "the tfjs engine runs fp32 only");
     const { createTfjsEngine } = await import("./tfjs/engine.ts");
     return await createTfjsEngine(artifact.model, {
       ...(options.debug !== undefined ? { debug: options.debug } : {}),
@@ -51,4 +60,9 @@ export async function createEngine(
     });
   }
   return await createOnnxEngine(artifact.model, options);
+}
+
+function warnFp32(options: EngineOptions, reason: string): void {
+  const p = options.precision ?? "fp32";
+  if (p !== "fp32") options.logger?.warn(`${p} not used: serving fp32`, { reason });
 }

@@ -6,6 +6,7 @@
  */
 import type { Tensor } from "../core/tensor.ts";
 import type { AdapterInfo } from "./webgpu/adapter.ts";
+import type { Precision } from "../model/model.ts";
 
 /** What an engine returns for a batch of N images. */
 export interface InferenceOutput {
@@ -35,6 +36,11 @@ export interface InferenceEngine extends AsyncDisposable {
   readonly description: string;
   /** The GPU adapter the engine runs on (WebGPU engines only). */
   readonly adapter?: AdapterInfo;
+  /**
+   * The precision of the graph that runs (`int8`: the model's int8 graph, whose own
+   * thresholds apply: see `servedThresholds`). Absent: `fp32`.
+   */
+  readonly precision?: Precision;
   /**
    * What `predScore` is: `raw` (the map's maximum, thresholds applied by the caller) or
    * `normalized` (anomalib's export bakes thresholds in: 0.5 is the decision boundary).

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Thresholds } from "./model.ts";
+import type { EfficientAdModel, Precision, Thresholds } from "./model.ts";
 
 /** Normalises a raw score with a model's thresholds; anomalous above 0.5. */
 export function normalizeScore(raw: number, t: Thresholds): number {
@@ -16,4 +16,15 @@ export function normalizeScore(raw: number, t: Thresholds): number {
 /** Whether a raw score is anomalous under the thresholds (strictly above the threshold). */
 export function isAnomalous(raw: number, t: Thresholds): boolean {
   return raw > t.threshold;
+}
+
+/**
+ * The thresholds that judge a model's scores at a precision: an int8 graph's own (computed
+ * on its own maps), else the model's. fp32 thresholds never judge int8 scores.
+ */
+export function servedThresholds(
+  model: Pick<EfficientAdModel, "thresholds" | "int8">,
+  precision: Precision = "fp32",
+): Thresholds | undefined {
+  return precision === "int8" ? model.int8?.thresholds : model.thresholds;
 }

@@ -7,7 +7,8 @@
  */
 import { formatShape, type Tensor } from "../../core/tensor.ts";
 import type { Logger } from "../../core/log.ts";
-import type { EfficientAdModel } from "../../model/model.ts";
+import type { EfficientAdModel, Precision } from "../../model/model.ts";
+import { sha256Hex } from "../../core/sha256.ts";
 import type { InferenceEngine, InferenceOutput, RunOptions } from "../engine.ts";
 import { buildEfficientAdGraph, graphOutputs } from "./efficientad_graph.ts";
 import type { AdapterInfo } from "../webgpu/adapter.ts";
@@ -30,10 +31,11 @@ export interface OnnxEngineOptions {
   readonly logger?: Logger;
   /**
    * `fp16`: a half-precision graph (see `GraphOptions.precision`) when the engine runs on
-   * `webgpu` on an adapter with `shader-f16`; elsewhere the float32 graph, with a warning.
-   * Default `fp32`.
+   * `webgpu` on an adapter with `shader-f16`; `int8`: the model's int8 graph
+   * (`EfficientAdModel.int8`, checked against its sha256). When the precision cannot be
+   * served the engine runs the float32 graph and says why in a warning. Default `fp32`.
    */
-  readonly precision?: "fp32" | "fp16";
+  readonly precision?: Precision;
 }
 
 /**
@@ -76,12 +78,12 @@ class OnnxEngine implements InferenceEngine {
   #debug: boolean;
   #outputs: readonly string[];
 
-  readonly precision: "fp32" | "fp16";
+  readonly precision: Precision;
 
   constructor(
     opened: OpenedSession,
     model: EfficientAdModel,
-    info: { debug: boolean; precision: "fp32" | "fp16" },
+    info: { debug: boolean; precision: Precision },
   ) {
     const debug = info.debug;
     this.precision = info.precision;
@@ -125,22 +127,26 @@ class OnnxEngine implements InferenceEngine {
 
 /**
  * How an engine on an opened session describes itself: `onnx (cpu, 2 threads)`, or
- * `onnx (webgpu, onnxruntime-web, llvmpipe (LLVM 15.0.6, 256 bits), vendor 0x10005, fp16)`.
+ * `onnx (webgpu, onnxruntime-web, llvmpipe (LLVM 15.0.6, 256 bits), vendor 0x10005, fp16)`,
+ * `onnx (cpu int8, 2 threads)`.
  */
 export function engineDescription(
   opened: OpenedSession,
-  precision: "fp32" | "fp16" = "fp32",
+  precision: Precision = "fp32",
 ): string {
+  const graph = precision === "fp32" ? "" : ` ${precision}`;
   if (opened.provider === "webgpu") {
     const on = opened.adapter ? `, ${describeAdapter(opened.adapter)}` : "";
-    const graph = precision === "fp16" ? " fp16" : "";
     return `onnx (webgpu${graph}, ${opened.session.runtime}${on})`;
   }
-  return `onnx (${opened.provider}, ${opened.threads} threads)`;
+  return `onnx (${opened.provider}${graph}, ${opened.threads} threads)`;
 }
 
 /**
- * Builds the model's ONNX graph and opens it in ONNX Runtime.
+ * Builds the model's ONNX graph (or reads its int8 graph) and opens it in ONNX Runtime.
+ * A precision that cannot be served falls back to the float32 graph with a warning
+ * naming the reason: a missing, unreadable, altered or unloadable int8 file never stops
+ * the model from serving.
  *
  * @throws {ModelFormatError} when the weights do not fit the config.
  */
@@ -173,9 +179,50 @@ export async function createOnnxEngine(
       options.logger?.warn(`fp16 graph not used for ${name}`, { reason: why });
     }
   }
+  if (options.precision === "int8") {
+    const int8 = await openInt8(model, name, options);
+    if (int8 !== undefined) return new OnnxEngine(int8, model, { debug, precision: "int8" });
+  }
   const bytes = buildEfficientAdGraph(model, { debug });
   const opened = await createSession(bytes, { ...options, name });
   return new OnnxEngine(opened, model, { debug, precision: "fp32" });
+}
+
+/** Opens the model's int8 graph, or says why not (undefined: serve fp32). */
+async function openInt8(
+  model: EfficientAdModel,
+  name: string,
+  options: OnnxEngineOptions,
+): Promise<OpenedSession | undefined> {
+  const int8 = model.int8;
+  const notUsed = (reason: string) => {
+    options.logger?.warn(`int8 graph not used for ${name}: serving fp32`, { reason });
+    return undefined;
+  };
+  if (int8 === undefined) {
+    return notUsed(
+      "the model has no int8 graph (make one with `quantize --model <dir> --data " +
+        "<normal images>`, or train with --int8)",
+    );
+  }
+  if (options.debug) return notUsed("the debug outputs exist in the fp32 graph only");
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(int8.path);
+  } catch (e) {
+    return notUsed(`cannot read ${int8.path}: ${errorMessage(e)}`);
+  }
+  if (await sha256Hex(bytes) !== int8.sha256) {
+    return notUsed(
+      `${int8.path} does not match the sha256 in model.json (altered or partly written); ` +
+        "quantize the model again",
+    );
+  }
+  try {
+    return await createSession(bytes, { ...options, name: `${name} int8` });
+  } catch (e) {
+    return notUsed(`ONNX Runtime cannot load ${int8.path}: ${errorMessage(e)}`);
+  }
 }
 
 /** Why a half-precision graph cannot run, or undefined when it can (webgpu with shader-f16). */
