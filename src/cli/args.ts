@@ -10,6 +10,7 @@ import type { Logger } from "../core/log.ts";
 import { type ArchitectureHints, type Artifact, loadArtifact } from "../model/artifact.ts";
 import { syntheticModel } from "../model/synthetic.ts";
 import type { ModelSize } from "../model/config.ts";
+import type { Precision } from "../model/model.ts";
 import type { EngineOptions, EngineType } from "../infer/create.ts";
 import type { ExecutionProvider } from "../infer/onnx/session.ts";
 
@@ -43,6 +44,7 @@ export const MODEL_FLAGS = {
   padding: { type: "boolean" },
   "no-pad-maps": { type: "boolean" },
   "image-size": { type: "string" },
+  precision: { type: "string" },
 } as const;
 
 /** Parsed values of {@linkcode MODEL_FLAGS}. */
@@ -55,9 +57,24 @@ export interface ModelFlagValues {
   padding?: boolean | undefined;
   "no-pad-maps"?: boolean | undefined;
   "image-size"?: string | undefined;
+  precision?: string | undefined;
 }
 
 const PROVIDERS: readonly ExecutionProvider[] = ["tensorrt", "cuda", "webgpu", "cpu"];
+const PRECISIONS: readonly Precision[] = ["fp32", "fp16", "int8"];
+
+/**
+ * Reads `--precision`: `fp32`, `fp16` or `int8`.
+ *
+ * @throws {InputError} "Cannot use --precision <value>: expected fp32, fp16 or int8".
+ */
+export function precisionFlag(value: string): Precision {
+  const p = value.trim().toLowerCase();
+  if (!PRECISIONS.includes(p as Precision)) {
+    throw new InputError(`Cannot use --precision ${value}: expected fp32, fp16 or int8`);
+  }
+  return p as Precision;
+}
 
 /**
  * The value of `--size`: `s` or `m`, in either case.
@@ -129,10 +146,12 @@ export function engineOptionsFrom(v: ModelFlagValues): EngineOptions {
   }
   const providers = providersFlag(v.providers ?? DEFAULTS.model.execution_providers.join(","));
   const threads = v.threads !== undefined ? positiveIntegerFlag("threads", v.threads) : undefined;
+  const precision = v.precision !== undefined ? precisionFlag(v.precision) : undefined;
   return {
     type,
     executionProviders: providers,
     ...(threads ? { intraOpThreads: threads } : {}),
+    ...(precision ? { precision } : {}),
   };
 }
 

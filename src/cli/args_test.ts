@@ -39,3 +39,14 @@ Deno.test("engineOptionsFrom() defaults to the pipeline's model engine and provi
   assertEquals(options.type, DEFAULTS.model.engine);
   assertEquals(options.executionProviders, [...DEFAULTS.model.execution_providers]);
 });
+
+Deno.test("engineOptionsFrom() reads --precision and names a bad value", () => {
+  assertEquals(engineOptionsFrom({}).precision, undefined);
+  assertEquals(engineOptionsFrom({ precision: "int8" }).precision, "int8");
+  assertEquals(engineOptionsFrom({ precision: "FP16" }).precision, "fp16");
+  assertThrows(
+    () => engineOptionsFrom({ precision: "int4" }),
+    InputError,
+    "Cannot use --precision int4: expected fp32, fp16 or int8",
+  );
+});

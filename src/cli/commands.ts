@@ -11,6 +11,7 @@ import { ConfigError } from "../config/mod.ts";
 import { createLogger, type Logger } from "../core/log.ts";
 import { createEngine } from "../infer/create.ts";
 import { buildEfficientAdGraph } from "../infer/onnx/efficientad_graph.ts";
+import { servedThresholds } from "../model/thresholds.ts";
 import { engineOptionsFrom, MODEL_FLAGS, openArtifact, positiveIntegerFlag } from "./args.ts";
 import { predict, readInputs } from "./predict.ts";
 import { validateCommand } from "./validate.ts";
@@ -33,6 +34,9 @@ Commands:
       --engine onnx|tfjs    inference engine (default onnx)
       --providers <list>    ONNX execution providers in order, e.g. tensorrt,cuda,cpu (default cpu)
       --threads <n>         ONNX Runtime intra-op threads (default: all cores)
+      --precision fp32|int8|fp16
+                            int8: the model dir's int8 graph (see quantize), with its own
+                            thresholds; fp16: the half-precision graph on WebGPU (default fp32)
       --size s|m            model size, for a bare state dict (checked against the weights)
       --padding             the model was trained with padding: true
       --no-pad-maps         the model was trained with pad_maps: false
@@ -62,7 +66,9 @@ export async function predictCommand(args: string[], log: Logger): Promise<void>
   await using engine = await createEngine(artifact, { ...engineOptionsFrom(values), logger: log });
   log.info("model loaded", { model: artifact.path, engine: engine.description });
   const inputs = await readInputs(positionals, engine.inputSize);
-  const thresholds = artifact.kind === "efficientad" ? artifact.model.thresholds : undefined;
+  const thresholds = artifact.kind === "efficientad"
+    ? servedThresholds(artifact.model, engine.precision)
+    : undefined;
   const results = await predict(engine, inputs, {
     outDir,
     batchSize: batch,
@@ -78,6 +84,7 @@ export async function predictCommand(args: string[], log: Logger): Promise<void>
       }
       : {}),
     engine: engine.description,
+    model_precision: engine.precision ?? "fp32",
     input_size: engine.inputSize,
     results,
   };

@@ -9,6 +9,7 @@
  *
  * @module
  */
+import type { Precision } from "../model/model.ts";
 import { parseArgs } from "node:util";
 import { dirname, relative } from "node:path";
 import { errorMessage, InputError } from "../core/errors.ts";
@@ -30,7 +31,8 @@ export const EVAL_USAGE =
       --json <file>         write the metrics JSON there instead of stdout
       --report <file.html>  write a self-contained HTML report (ROC curves, heatmaps)
       --batch <n>           images per run (default 8)
-      (and the model flags of predict: --model, --engine, --providers, --threads, ...)
+      (and the model flags of predict: --model, --engine, --providers, --threads,
+       --precision fp32|int8|fp16, ...)
 `;
 
 /** The JSON `eval` prints: the metrics plus what was evaluated and how long it took. */
@@ -42,6 +44,8 @@ export interface EvalSummary extends EvalMetrics {
   readonly model: string;
   readonly model_version?: string;
   readonly engine: string;
+  /** The graph's precision (`--precision`; `fp32` when int8 / fp16 fell back). */
+  readonly model_precision: Precision;
   readonly data: string;
   readonly category: string;
   readonly input_size: readonly [number, number];
@@ -179,6 +183,7 @@ export async function evalCommand(args: string[], log: Logger): Promise<void> {
   log.info("evaluating", {
     model: artifact.path,
     engine: engine.description,
+    model_precision: engine.precision ?? "fp32",
     data: values.data,
     images: category.test.length,
   });
@@ -206,6 +211,7 @@ export async function evalCommand(args: string[], log: Logger): Promise<void> {
       ? { model_version: artifact.model.provenance.version }
       : {}),
     engine: engine.description,
+    model_precision: engine.precision ?? "fp32",
     data: values.data,
     category: category.name,
     input_size: engine.inputSize,
