@@ -23,7 +23,7 @@ import { formatDuration } from "../core/duration.ts";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { errorMessage } from "../core/errors.ts";
-import type { Frame, ScoredFrame } from "../core/frame.ts";
+import type { Frame, ModelPrecision, ScoredFrame } from "../core/frame.ts";
 import type { Logger } from "../core/log.ts";
 import { eventReason, type RetrainEvent } from "../core/retrain_event.ts";
 import type { RetrainStatus } from "../core/status.ts";
@@ -149,7 +149,10 @@ export async function startRetraining(
         }
       },
       status() {
-        return [...keys.values()].map((k) => keyStatus(k, wiring.untrained));
+        const precisions = wiring.stage.stats().precisions;
+        return [...keys.values()].map((k) =>
+          keyStatus(k, wiring.untrained, precisions[k.key] ?? null)
+        );
       },
       [Symbol.asyncDispose]: () => moved.disposeAsync(),
     };
@@ -167,7 +170,11 @@ interface Key {
 }
 
 /** `/status`'s entry of a key: the coordinator's state and its last lifecycle event. */
-function keyStatus(k: Key, untrained: boolean): RetrainStatus {
+function keyStatus(
+  k: Key,
+  untrained: boolean,
+  precision: ModelPrecision | null,
+): RetrainStatus {
   const s = k.coordinator.status();
   const e = s.lastEvent;
   const p = s.scheduler.progress;
@@ -177,6 +184,7 @@ function keyStatus(k: Key, untrained: boolean): RetrainStatus {
     state: s.state,
     learning: untrained && s.bootstrapping,
     servingVersion: s.currentVersion ?? null,
+    servingPrecision: s.currentVersion !== undefined ? precision : null,
     previousVersion: s.previousVersion ?? null,
     reason: s.scheduler.trigger?.reason ?? (e !== undefined ? eventReason(e) : undefined) ?? null,
     collecting: s.state === "collecting" && e?.state === "collecting"
