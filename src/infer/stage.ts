@@ -58,7 +58,10 @@ import { judgeScore } from "./judge.ts";
 export interface ModelInfo {
   /** Goes into every scored frame's `modelVersion`. */
   readonly version: string;
-  /** The model's thresholds, for the `model` threshold policy. */
+  /**
+   * The thresholds that judge this engine's scores, for the `model` threshold policy: those
+   * of the precision the engine serves (an int8 graph's own; see `servedThresholds`).
+   */
   readonly thresholds?: Thresholds;
 }
 

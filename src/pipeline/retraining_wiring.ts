@@ -365,6 +365,7 @@ async function startKey(
       await swapIn(engine, model.version, model.thresholds);
       log.info("serving the promoted model", {
         version: model.version,
+        precision: engine.precision ?? "fp32",
         cameras: cameras.join(","),
       });
     },

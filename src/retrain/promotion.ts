@@ -6,6 +6,11 @@
  * swap rolls the registry back) or refused with the reason. A rollback makes the registry
  * serve the previous version and swaps a fresh engine of it in.
  *
+ * **Precision.** Engines open at the promoter's `precision` (`model.precision`), and each
+ * model is judged and served with the thresholds of the precision its engine serves
+ * (`servedThresholds`): at `int8` the candidate's int8 graph goes through the gate with its
+ * own thresholds, and a candidate without a usable int8 graph is refused.
+ *
  * **Crash safety.** The registry switches its `current` pointer atomically and only after
  * the version loaded, so a crash at any point leaves the serving model intact.
  *
