@@ -210,6 +210,27 @@ Deno.test("modelMessage() carries the validation of candidate and current and th
   assertEquals(collecting.collecting, { frames: 10, needed: 100, bootstrap: false });
 });
 
+Deno.test("modelMessage() sends validation null for a candidate refused before scoring", () => {
+  const at = Date.UTC(2025, 5, 1, 12, 0, 0);
+  const reason = "candidate has no usable int8 graph (its model directory has none: the " +
+    "trainer did not calibrate one)";
+  const m = modelMessage("line-1", {
+    state: "refused",
+    key: "line-1",
+    at,
+    serving: "m@1",
+    trigger: "count",
+    candidate: "m@2",
+    decisionReason: reason,
+  }, at);
+  assertEquals([m.state, m.candidate_version, m.validation, m.decision_reason], [
+    "refused",
+    "m@2",
+    null,
+    reason,
+  ]);
+});
+
 Deno.test("modelMessage() gives the decision of a rollback, a failure and a cancellation", () => {
   const at = Date.UTC(2025, 5, 1, 12, 0, 0);
   const base = { key: "line", at, serving: "m@1" };
