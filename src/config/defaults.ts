@@ -21,6 +21,7 @@ export const DEFAULTS = {
   model: {
     engine: "onnx",
     execution_providers: ["cpu"],
+    precision: "fp32",
     threshold: { policy: "model" },
   },
   batching: { max_batch: 4, max_wait_ms: 20, queue_per_camera: 2 },

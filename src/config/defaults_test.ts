@@ -46,6 +46,7 @@ Deno.test("DEFAULTS fill in every other non-retrain key of the file", () => {
     engine: d.model.engine,
     executionProviders: [...d.model.execution_providers],
     threads: null,
+    precision: d.model.precision,
     threshold: d.model.threshold,
     hints: {},
   });

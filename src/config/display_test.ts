@@ -31,3 +31,12 @@ Deno.test("displayPipeline() prints the resolved form as JSON", () => {
   assertEquals(data.mqtt.password, "***");
   assertEquals(data.secrets, undefined);
 });
+
+Deno.test("displayPipeline() shows the model's precision, default fp32", () => {
+  const fp32 = parse(displayPipeline(parsePipeline(TEXT, "t.yaml", { env: { PASS: "x" } })));
+  assertEquals(fp32.model.precision, "fp32");
+  const text = TEXT + "model:\n  precision: int8\n";
+  const int8 = parsePipeline(text, "t.yaml", { env: { PASS: "x" } });
+  assertEquals(parse(displayPipeline(int8)).model.precision, "int8");
+  assertEquals(JSON.parse(displayPipeline(int8, { format: "json" })).model.precision, "int8");
+});

@@ -56,6 +56,17 @@ Deno.test("parsePipeline() reports every problem as path (line N): message", () 
   });
 });
 
+Deno.test("parsePipeline() names the line of a precision tfjs cannot serve", () => {
+  const text = "cameras:\n  - name: a\n    url: lavfi:testsrc2\nmodel:\n  engine: tfjs\n" +
+    "  precision: int8\n";
+  assertEquals(issuesOf(() => parsePipeline(text, "p.yaml", { env: {} })), [
+    "Cannot load pipeline p.yaml: model.precision (line 6): int8 needs engine onnx: the tfjs " +
+    "engine runs fp32 only",
+  ]);
+  const ok = "cameras:\n  - name: a\n    url: lavfi:testsrc2\nmodel:\n  precision: int8\n";
+  assertEquals(parsePipeline(ok, "p.yaml", { env: {} }).model.precision, "int8");
+});
+
 Deno.test("parsePipeline() reports unknown keys with their line", () => {
   const text = "cameras:\n  - name: a\n    url: lavfi:testsrc2\n    roi:\n      x: 0\n" +
     "      y: 0\n      widht: 10\n      height: 10\nhttpp: {}\n";

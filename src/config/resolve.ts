@@ -86,6 +86,12 @@ export interface ResolvedModel {
   readonly executionProviders: readonly ExecutionProviderName[];
   /** ONNX Runtime intra-op threads, or null for all cores. */
   readonly threads: number | null;
+  /**
+   * The graph that serves: `fp32`; `int8`, the model directory's int8 graph (its own
+   * thresholds); `fp16`, the half-precision graph on a WebGPU adapter with `shader-f16`.
+   * Either falls back to fp32 with a log line when it cannot be served.
+   */
+  readonly precision: "fp32" | "fp16" | "int8";
   readonly threshold: ThresholdPolicy;
   readonly hints: ModelHints;
 }
@@ -418,6 +424,7 @@ function resolveValid(
       engine: m.engine ?? d.model.engine,
       executionProviders: [...(m.execution_providers ?? d.model.execution_providers)],
       threads: m.threads ?? null,
+      precision: m.precision ?? d.model.precision,
       threshold,
       hints,
     },

@@ -30,6 +30,7 @@ Deno.test("resolvePipeline() fills every default", () => {
       engine: "onnx",
       executionProviders: ["cpu"],
       threads: null,
+      precision: "fp32",
       threshold: { policy: "model" },
       hints: {},
     },
@@ -109,6 +110,7 @@ Deno.test("resolvePipeline() keeps what is given and makes paths absolute", () =
       path: "models/m",
       execution_providers: ["tensorrt", "cuda"],
       threads: 2,
+      precision: "int8",
       threshold: { policy: "fixed", value: 1.5 },
       size: "m",
       pad_maps: false,
@@ -131,6 +133,7 @@ Deno.test("resolvePipeline() keeps what is given and makes paths absolute", () =
     engine: "onnx",
     executionProviders: ["tensorrt", "cuda"],
     threads: 2,
+    precision: "int8",
     threshold: { policy: "fixed", value: 1.5 },
     hints: { size: "m", padMaps: false, imageSize: [320, 320] },
   });

@@ -179,6 +179,7 @@ const modelSchema = mapping({
   engine: oneOf(["onnx", "tfjs"]).optional(),
   execution_providers: executionProviders().optional(),
   threads: positiveInt().optional(),
+  precision: oneOf(["fp32", "fp16", "int8"]).optional(),
   threshold: thresholdSchema.optional(),
   size: oneOf(["s", "m"]).optional(),
   padding: bool().optional(),
@@ -193,7 +194,14 @@ const modelSchema = mapping({
       ctx.addIssue({ code: "custom", path: [key], message: "applies to engine onnx only" });
     }
   }
-}, whenValid(["engine"]));
+  if (m.precision !== undefined && m.precision !== "fp32") {
+    ctx.addIssue({
+      code: "custom",
+      path: ["precision"],
+      message: `${m.precision} needs engine onnx: the tfjs engine runs fp32 only`,
+    });
+  }
+}, whenValid(["engine", "precision"]));
 
 const batchingSchema = mapping({
   max_batch: positiveInt().optional(),

@@ -41,7 +41,12 @@ Deno.test("pipelineSchema checks keys that go together", () => {
   assertEquals(
     messages({
       cameras: [{ ...CAMERA, loop: true, backoff: { initial_ms: 2000, max_ms: 1000 } }],
-      model: { engine: "tfjs", threads: 2, threshold: { policy: "model", value: 1 } },
+      model: {
+        engine: "tfjs",
+        threads: 2,
+        precision: "int8",
+        threshold: { policy: "model", value: 1 },
+      },
       mqtt: {
         url: "mqtt://broker",
         embedded: { port: 1 },
@@ -55,6 +60,7 @@ Deno.test("pipelineSchema checks keys that go together", () => {
       "cameras.0.loop: applies to file sources only (this one is lavfi)",
       "model.threshold.value: applies to policy fixed only (policy model takes the model's threshold)",
       "model.threads: applies to engine onnx only",
+      "model.precision: int8 needs engine onnx: the tfjs engine runs fp32 only",
       "mqtt.tls.cert: requires key (the client key file)",
       "mqtt.events.off_threshold: expected off_threshold (0.6) to be at most on_threshold (0.5)",
       "mqtt.embedded: applies only without url (the embedded broker starts when no url is given)",
@@ -89,6 +95,10 @@ Deno.test("pipelineSchema refuses an empty camera list and bad model settings", 
   assertEquals(messages({ cameras: [CAMERA], model: { execution_providers: ["cpu", "cpu"] } }), [
     "model.execution_providers: expected no provider twice",
   ]);
+  assertEquals(messages({ cameras: [CAMERA], model: { precision: "int4" } }), [
+    "model.precision: expected fp32, fp16 or int8",
+  ]);
+  assertEquals(messages({ cameras: [CAMERA], model: { engine: "tfjs", precision: "fp32" } }), []);
 });
 
 Deno.test("knownKeys() lists the keys a mapping accepts", () => {

@@ -20,6 +20,12 @@ export interface Frame {
   readonly rgb: Uint8Array;
 }
 
+/**
+ * The precision of the graph that scored a frame (the values of `Precision` in
+ * `model/model.ts`): `int8` is a model's int8 graph, judged by its own thresholds.
+ */
+export type ModelPrecision = "fp32" | "fp16" | "int8";
+
 /** A frame with what the model said about it. */
 export interface ScoredFrame {
   readonly frame: Frame;
@@ -35,6 +41,8 @@ export interface ScoredFrame {
   readonly map: Tensor;
   /** The model version that scored it. */
   readonly modelVersion: string;
+  /** The precision of the graph that scored it; absent = `fp32`. */
+  readonly modelPrecision?: ModelPrecision;
   /** How many frames the batch held. */
   readonly batchSize: number;
   /** Milliseconds the engine took for the whole batch. */

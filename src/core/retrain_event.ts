@@ -132,7 +132,11 @@ export interface RefusedEvent extends RunBase {
   readonly candidate: string;
   /** Why it was refused. */
   readonly decisionReason: string;
-  readonly validation: ValidationFigures;
+  /**
+   * The figures it was refused on; absent when it was refused before scoring (a candidate
+   * without the usable int8 graph `model.precision: int8` asks for).
+   */
+  readonly validation?: ValidationFigures;
 }
 
 /** A rollback (an operator's command) restored the previous version, now `serving`. */

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { CameraStatus } from "./frame.ts";
+import type { CameraStatus, ModelPrecision } from "./frame.ts";
 import type { ModelState } from "./retrain_event.ts";
 
 /** Latency percentiles in milliseconds over a recent window. */
@@ -25,6 +25,11 @@ export interface PipelineStatus {
     readonly source: string;
     /** `onnx (cpu, 2 threads)`, `onnx (webgpu, onnxruntime-web, <adapter>)`, `tfjs (wasm)`, ... */
     readonly engine: string;
+    /**
+     * The precision of the graph that serves `version` (`int8`: the model's int8 graph with
+     * its own thresholds); absent = `fp32`.
+     */
+    readonly precision?: ModelPrecision;
     /** The GPU adapter the engine runs on; absent on the CPU. */
     readonly adapter?: GpuAdapterStatus;
     /** True while the service runs a built-in untrained model. */
@@ -34,6 +39,11 @@ export interface PipelineStatus {
      * key, or `version`), or `learning` while its key learns its first model.
      */
     readonly cameras?: Readonly<Record<string, string>>;
+    /**
+     * Per camera, the precision of the graph that scores its frames (absent while its key
+     * learns its first model).
+     */
+    readonly precisions?: Readonly<Record<string, ModelPrecision>>;
   };
   readonly cameras: readonly CameraStatus[];
   readonly inference: {
@@ -79,6 +89,11 @@ export interface RetrainStatus {
   readonly learning: boolean;
   /** The registry's serving version, or null before the first model. */
   readonly servingVersion: string | null;
+  /**
+   * The precision that serves `servingVersion` (the engine's: `fp32` when an int8 graph
+   * could not be served), or null before the first model.
+   */
+  readonly servingPrecision: ModelPrecision | null;
   /** The rollback target, or null. */
   readonly previousVersion: string | null;
   /**

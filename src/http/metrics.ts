@@ -22,7 +22,7 @@
  * | `mqtt_queued` | gauge | |
  * | `mqtt_published_total` | counter | |
  * | `mqtt_dropped_total` | counter | |
- * | `model_info` | gauge (always 1) | `version`, `engine`, `source`, `untrained` |
+ * | `model_info` | gauge (always 1) | `version`, `engine`, `precision` (`fp32`, `fp16`, `int8`), `source`, `untrained` |
  *
  * Latency quantiles cover a recent window and are `NaN` while it is empty; the latency
  * summaries carry `_sum` and `_count` (since start) when the status snapshot has `sum` and
@@ -225,6 +225,7 @@ export function renderMetrics(status: PipelineStatus): string {
       labels: {
         version: m.version,
         engine: m.engine,
+        precision: m.precision ?? "fp32",
         source: m.source,
         untrained: String(m.untrained),
       },

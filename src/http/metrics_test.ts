@@ -81,11 +81,17 @@ Deno.test("renderMetrics() renders per-camera counters, states and model info", 
       "efficientad_mqtt_queued 2",
       "efficientad_mqtt_published_total 900",
       "efficientad_mqtt_dropped_total 5",
-      'efficientad_model_info{version="synthetic-s-seed0",engine="onnx (cpu, 2 threads)",source="synthetic",untrained="true"} 1',
+      'efficientad_model_info{version="synthetic-s-seed0",engine="onnx (cpu, 2 threads)",precision="fp32",source="synthetic",untrained="true"} 1',
     ]
   ) assertOk(text.includes(line + "\n"), `missing: ${line}`);
   assertOk(!text.includes('camera_last_frame_timestamp_seconds{camera="line-2"}'));
   assertOk(!text.includes("efficientad_inference_latency_seconds_count"));
+});
+
+Deno.test("renderMetrics() labels model_info with the precision that serves", () => {
+  const base = sampleStatus();
+  const text = renderMetrics({ ...base, model: { ...base.model, precision: "int8" } });
+  assertOk(text.includes('engine="onnx (cpu, 2 threads)",precision="int8",source='), text);
 });
 
 Deno.test("renderMetrics() adds _sum and _count when the percentiles carry totals", () => {

@@ -22,7 +22,7 @@
  * @example
  * ```ts
  * import { InferenceStage } from "./stage.ts";
- * import type { Frame, ScoredFrame } from "../core/frame.ts";
+ * import type { Frame, ModelPrecision, ScoredFrame } from "../core/frame.ts";
  * import type { InferenceEngine } from "./engine.ts";
  *
  * async function score(
@@ -42,7 +42,7 @@
  *
  * @module
  */
-import type { Frame, ScoredFrame } from "../core/frame.ts";
+import type { Frame, ModelPrecision, ScoredFrame } from "../core/frame.ts";
 import { assertPositiveInteger } from "../core/check.ts";
 import { errorMessage } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
@@ -58,7 +58,10 @@ import { judgeScore } from "./judge.ts";
 export interface ModelInfo {
   /** Goes into every scored frame's `modelVersion`. */
   readonly version: string;
-  /** The model's thresholds, for the `model` threshold policy. */
+  /**
+   * The thresholds that judge this engine's scores, for the `model` threshold policy: those
+   * of the precision the engine serves (an int8 graph's own; see `servedThresholds`).
+   */
   readonly thresholds?: Thresholds;
 }
 
@@ -110,6 +113,10 @@ export interface InferenceStats {
   readonly modelVersion: string;
   /** Model key -> the version serving that key's cameras. */
   readonly models: Readonly<Record<string, string>>;
+  /** The precision the default engine serves (`engine.precision`, absent = fp32). */
+  readonly modelPrecision: ModelPrecision;
+  /** Model key -> the precision its engine serves. */
+  readonly precisions: Readonly<Record<string, ModelPrecision>>;
   /** How many times `setModel()` swapped the model. */
   readonly swaps: number;
 }
@@ -205,6 +212,11 @@ export class InferenceStage implements ReadableWritablePair<ScoredFrame, Frame[]
     return this.#slotFor(camera).model;
   }
 
+  /** The precision of the engine that scores `camera`'s frames (absent there = fp32). */
+  precisionFor(camera: string): ModelPrecision {
+    return this.#slotFor(camera).engine.precision ?? "fp32";
+  }
+
   /** Whether `key` has a model of its own. */
   hasModel(key: string): boolean {
     return this.#keyed.has(key);
@@ -243,6 +255,7 @@ export class InferenceStage implements ReadableWritablePair<ScoredFrame, Frame[]
       from: previous?.model.version ?? "(none)",
       to: model.version,
       engine: engine.description,
+      precision: engine.precision ?? "fp32",
     });
     await this.#inFlight;
     return previous?.engine;
@@ -260,6 +273,10 @@ export class InferenceStage implements ReadableWritablePair<ScoredFrame, Frame[]
       errors: [...this.#errors].map(([message, count]) => ({ message, count })),
       modelVersion: this.#slot.model.version,
       models: Object.fromEntries([...this.#keyed].map(([k, v]) => [k, v.model.version])),
+      modelPrecision: this.#slot.engine.precision ?? "fp32",
+      precisions: Object.fromEntries(
+        [...this.#keyed].map(([k, v]) => [k, v.engine.precision ?? "fp32"]),
+      ),
       swaps: this.#swaps,
     };
   }
@@ -349,6 +366,7 @@ export class InferenceStage implements ReadableWritablePair<ScoredFrame, Frame[]
         ...judgement,
         map: { shape: map.shape, data: map.data.slice() },
         modelVersion: model.version,
+        modelPrecision: engine.precision ?? "fp32",
         batchSize: n,
         inferenceMs: ms,
         scoredAt,

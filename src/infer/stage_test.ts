@@ -222,6 +222,23 @@ Deno.test("InferenceStage() routes cameras to their own model and keeps the batc
   assertEquals(await stage.setModel(next, { version: "a@2" }, "line-a"), lineA);
 });
 
+Deno.test("InferenceStage() says which precision scored each frame, per routed model", async () => {
+  const shared = new FakeEngine("shared");
+  const lineA = Object.assign(new FakeEngine("line-a int8"), { precision: "int8" as const });
+  const stage = new InferenceStage({
+    threshold: MODEL_POLICY,
+    engine: shared,
+    model: { version: "default@1" },
+    routes: new Map([["a", "line-a"]]),
+  });
+  await stage.setModel(lineA, { version: "a@1" }, "line-a");
+  const out = await run(stage, [[frame("a", 0, 10), frame("b", 0, 20)]]);
+  assertEquals(out.map((s) => s.modelPrecision), ["int8", "fp32"]);
+  assertEquals([stage.precisionFor("a"), stage.precisionFor("b")], ["int8", "fp32"]);
+  const stats = stage.stats();
+  assertEquals([stats.modelPrecision, stats.precisions], ["fp32", { "line-a": "int8" }]);
+});
+
 Deno.test("InferenceStage() drops only the part of a batch whose model fails", async () => {
   const shared = new FakeEngine("shared");
   const broken = new FakeEngine("broken");

@@ -9,6 +9,7 @@ import type { LearningPlan, ResolvedModel } from "../config/mod.ts";
 import { type Artifact, loadArtifact } from "../model/artifact.ts";
 import { resolveConfig } from "../model/config.ts";
 import type { ResizeMethod, Thresholds } from "../model/model.ts";
+import { servedThresholds } from "../model/thresholds.ts";
 import { syntheticModel } from "../model/synthetic.ts";
 import { createEngine } from "../infer/create.ts";
 import type { InferenceEngine } from "../infer/engine.ts";
@@ -20,13 +21,19 @@ export interface LoadedModel {
   readonly version: string;
   readonly source: string;
   readonly untrained: boolean;
+  /**
+   * The thresholds that judge the engine's scores: those of the precision it serves
+   * (`servedThresholds`: an int8 graph's own, never fp32 thresholds for int8 scores).
+   */
   readonly thresholds?: Thresholds;
   /** How frames must be resized (anomalib exports resize themselves: `bilinear`). */
   readonly resize: ResizeMethod;
 }
 
 /**
- * Loads the model of a pipeline and opens its engine.
+ * Loads the model of a pipeline and opens its engine at `model.precision` (an int8 or fp16
+ * graph that cannot be served falls back to fp32 with a warning; `engine.precision` says
+ * which serves).
  *
  * @throws {ModelFormatError} when the model file cannot be used; the message names it.
  */
@@ -69,6 +76,7 @@ export async function loadPipelineModel(
     type: model.engine,
     executionProviders: model.executionProviders,
     ...(model.threads !== null ? { intraOpThreads: model.threads } : {}),
+    precision: model.precision,
     logger: log,
   });
   if (artifact.kind === "anomalib-onnx") {
@@ -82,13 +90,14 @@ export async function loadPipelineModel(
     };
   }
   const m = artifact.model;
+  const thresholds = servedThresholds(m, engine.precision);
   return {
     engine,
     artifact,
     version: m.provenance.version,
     source: m.provenance.source,
     untrained: m.provenance.source === "synthetic",
-    ...(m.thresholds ? { thresholds: m.thresholds } : {}),
+    ...(thresholds ? { thresholds } : {}),
     resize: m.resize,
   };
 }

@@ -330,6 +330,7 @@ export class Pipeline implements AsyncDisposable {
         cameras: started.length,
         model: model.version,
         engine: model.engine.description,
+        precision: model.engine.precision ?? "fp32",
         mqtt: redact(broker?.url ?? mq.url, config.secrets),
         ...(http ? { http: http.url } : {}),
       });
@@ -351,6 +352,7 @@ export class Pipeline implements AsyncDisposable {
         version: inf.modelVersion,
         source: this.#model.source,
         engine: this.#stage.engine.description,
+        precision: inf.modelPrecision,
         ...(this.#stage.engine.adapter ? { adapter: this.#stage.engine.adapter } : {}),
         untrained: this.#model.untrained,
         cameras: Object.fromEntries(
@@ -360,6 +362,11 @@ export class Pipeline implements AsyncDisposable {
               ? "learning"
               : this.#stage.modelFor(cam.name).version,
           ]),
+        ),
+        precisions: Object.fromEntries(
+          this.#cameras.filter((cam) => !this.#retraining?.learning(cam.name)).map((
+            cam,
+          ) => [cam.name, this.#stage.precisionFor(cam.name)]),
         ),
       },
       cameras: this.#cameras.map((cam) => {
@@ -453,6 +460,7 @@ function emptyStatus(config: ResolvedPipeline, model: LoadedModel): PipelineStat
       version: model.version,
       source: model.source,
       engine: model.engine.description,
+      precision: model.engine.precision ?? "fp32",
       ...(model.engine.adapter ? { adapter: model.engine.adapter } : {}),
       untrained: model.untrained,
     },

@@ -23,7 +23,7 @@ import { formatDuration } from "../core/duration.ts";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { errorMessage } from "../core/errors.ts";
-import type { Frame, ScoredFrame } from "../core/frame.ts";
+import type { Frame, ModelPrecision, ScoredFrame } from "../core/frame.ts";
 import type { Logger } from "../core/log.ts";
 import { eventReason, type RetrainEvent } from "../core/retrain_event.ts";
 import type { RetrainStatus } from "../core/status.ts";
@@ -34,6 +34,7 @@ import type { Command } from "../publish/commands.ts";
 import type { InferenceEngine } from "../infer/engine.ts";
 import type { EfficientAdModel, Thresholds } from "../model/model.ts";
 import { writeProjectModel } from "../model/project_format.ts";
+import { servedThresholds } from "../model/thresholds.ts";
 import { FrameStore } from "../retrain/frame_store.ts";
 import { ModelRegistry } from "../retrain/registry.ts";
 import { RetrainCoordinator } from "../retrain/coordinator.ts";
@@ -149,7 +150,10 @@ export async function startRetraining(
         }
       },
       status() {
-        return [...keys.values()].map((k) => keyStatus(k, wiring.untrained));
+        const precisions = wiring.stage.stats().precisions;
+        return [...keys.values()].map((k) =>
+          keyStatus(k, wiring.untrained, precisions[k.key] ?? null)
+        );
       },
       [Symbol.asyncDispose]: () => moved.disposeAsync(),
     };
@@ -167,7 +171,11 @@ interface Key {
 }
 
 /** `/status`'s entry of a key: the coordinator's state and its last lifecycle event. */
-function keyStatus(k: Key, untrained: boolean): RetrainStatus {
+function keyStatus(
+  k: Key,
+  untrained: boolean,
+  precision: ModelPrecision | null,
+): RetrainStatus {
   const s = k.coordinator.status();
   const e = s.lastEvent;
   const p = s.scheduler.progress;
@@ -177,6 +185,7 @@ function keyStatus(k: Key, untrained: boolean): RetrainStatus {
     state: s.state,
     learning: untrained && s.bootstrapping,
     servingVersion: s.currentVersion ?? null,
+    servingPrecision: s.currentVersion !== undefined ? precision : null,
     previousVersion: s.previousVersion ?? null,
     reason: s.scheduler.trigger?.reason ?? (e !== undefined ? eventReason(e) : undefined) ?? null,
     collecting: s.state === "collecting" && e?.state === "collecting"
@@ -305,6 +314,9 @@ async function startKey(
     `${height}x${width}`,
     ...(t.teacher !== null ? ["--teacher", t.teacher] : []),
     ...(t.penaltyImages !== null ? ["--penalty-images", t.penaltyImages] : []),
+    // model.precision int8 serves int8 graphs: every candidate calibrates its own (on its
+    // calibration frames, with its own thresholds), and the gate validates that graph.
+    ...(config.model.precision === "int8" ? ["--int8"] : []),
   ];
   const swapIn = async (engine: InferenceEngine, version: string, thresholds?: Thresholds) => {
     const old = await stage.setModel(
@@ -315,18 +327,21 @@ async function startKey(
     // An engine still serving another key (or the default model) stays open.
     if (old !== undefined && !stage.engines.includes(old)) await old[Symbol.asyncDispose]();
   };
-  // Candidates and promoted models run where the pipeline's model runs (engine, providers).
+  // Candidates and promoted models run where and as the pipeline's model runs (engine,
+  // providers, precision).
   const m = config.model;
-  const open = (model: EfficientAdModel, path: string) =>
+  const open = (model: EfficientAdModel, path: string, logger: Logger = log) =>
     createEngine({ kind: "efficientad", path, model }, {
       type: m.engine,
       executionProviders: m.executionProviders,
       ...(m.threads !== null ? { intraOpThreads: m.threads } : {}),
-      logger: log,
+      precision: m.precision,
+      logger,
     });
   const coordinator = new RetrainCoordinator({
     key,
-    createEngine: (model) => open(model, `${key}@${model.provenance.version}`),
+    createEngine: (model, o) => open(model, `${key}@${model.provenance.version}`, o?.logger),
+    precision: m.precision,
     store,
     registry,
     workDir: join(base, "work"),
@@ -350,6 +365,7 @@ async function startKey(
       await swapIn(engine, model.version, model.thresholds);
       log.info("serving the promoted model", {
         version: model.version,
+        precision: engine.precision ?? "fp32",
         cameras: cameras.join(","),
       });
     },
@@ -364,8 +380,11 @@ async function startKey(
   const current = await registry.current();
   if (current !== undefined) {
     const engine = await open(current.model, current.path);
-    await swapIn(engine, current.id, current.model.thresholds);
-    log.info("serving the registry's current model", { version: current.id });
+    await swapIn(engine, current.id, servedThresholds(current.model, engine.precision));
+    log.info("serving the registry's current model", {
+      version: current.id,
+      precision: engine.precision ?? "fp32",
+    });
     for (const camera of cameras) {
       wiring.publisher.publishModel(camera, {
         state: "idle",

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { ScoredFrame } from "../core/frame.ts";
+import type { ModelPrecision, ScoredFrame } from "../core/frame.ts";
 import { type Tensor, tensor } from "../core/tensor.ts";
 import { createLogger, type Logger } from "../core/log.ts";
 import { DEFAULTS } from "../config/defaults.ts";
@@ -74,6 +74,8 @@ export interface SyntheticScoredOptions {
   /** Default: a 16 x 16 ramp from 0 to `score`. */
   readonly map?: Tensor;
   readonly modelVersion?: string;
+  /** Absent: the frame says nothing (fp32). */
+  readonly modelPrecision?: ModelPrecision;
   readonly batchSize?: number;
   readonly inferenceMs?: number;
 }
@@ -102,6 +104,7 @@ export function syntheticScoredFrame(options: SyntheticScoredOptions = {}): Scor
     ...(options.threshold !== undefined ? { threshold: options.threshold } : {}),
     anomalous: options.anomalous ?? (options.normalizedScore ?? 0) >= 0.5,
     map,
+    ...(options.modelPrecision !== undefined ? { modelPrecision: options.modelPrecision } : {}),
     modelVersion: options.modelVersion ?? "test-model@1",
     batchSize: options.batchSize ?? 1,
     inferenceMs: options.inferenceMs ?? 5,

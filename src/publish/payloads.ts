@@ -8,7 +8,7 @@
  *
  * @module
  */
-import type { CameraState, CameraStatus, ScoredFrame } from "../core/frame.ts";
+import type { CameraState, CameraStatus, ModelPrecision, ScoredFrame } from "../core/frame.ts";
 import { redact } from "../core/redact.ts";
 import {
   CANCELLED_REASON,
@@ -43,6 +43,8 @@ export interface ScoreMessage {
   /** Whether the frame is anomalous under the threshold policy. */
   readonly anomalous: boolean;
   readonly model_version: string;
+  /** The precision of the graph that scored it: `fp32`, `fp16` or `int8` (own thresholds). */
+  readonly model_precision: ModelPrecision;
   /** Milliseconds from capture to the moment this message was built for publishing. */
   readonly latency_ms: number;
   /** How many frames the inference batch held. */
@@ -105,6 +107,8 @@ export interface EventMessage {
   /** Raw-score threshold of the model, or null. */
   readonly threshold: number | null;
   readonly model_version: string;
+  /** The precision of the graph whose scores the event tracked. */
+  readonly model_precision: ModelPrecision;
 }
 
 export type { ModelState, RetrainTrigger };
@@ -187,6 +191,8 @@ export interface StatsMessage {
   readonly model: {
     readonly version: string;
     readonly engine: string;
+    /** The precision the default model serves. */
+    readonly precision: ModelPrecision;
     readonly untrained: boolean;
   };
   readonly cameras: readonly CameraStatsMessage[];
@@ -211,6 +217,8 @@ export interface EventContext {
   readonly offThreshold: number;
   readonly threshold: number | undefined;
   readonly modelVersion: string;
+  /** Absent = `fp32`. */
+  readonly modelPrecision?: ModelPrecision;
 }
 
 /** One stats sample: the pipeline's status and per-camera scored-frame counts at a time. */
@@ -245,6 +253,7 @@ export function scoreMessage(scored: ScoredFrame, now: number): ScoreMessage {
     normalized_score: scored.normalizedScore ?? null,
     anomalous: scored.anomalous,
     model_version: scored.modelVersion,
+    model_precision: scored.modelPrecision ?? "fp32",
     latency_ms: round(now - frame.capturedAt, 3),
     batch_size: scored.batchSize,
     inference_ms: round(scored.inferenceMs, 3),
@@ -294,6 +303,7 @@ export function eventMessage(event: AnomalyEvent, context: EventContext): EventM
     off_threshold: context.offThreshold,
     threshold: context.threshold ?? null,
     model_version: context.modelVersion,
+    model_precision: context.modelPrecision ?? "fp32",
   };
 }
 
@@ -396,6 +406,7 @@ export function statsMessage(current: StatsSample, previous?: StatsSample): Stat
     model: {
       version: status.model.version,
       engine: status.model.engine,
+      precision: status.model.precision ?? "fp32",
       untrained: status.model.untrained,
     },
     cameras: status.cameras.map((c) => {

@@ -32,6 +32,7 @@ Deno.test("scoreMessage() carries raw and normalised scores, the raw threshold a
     normalized_score: 0.61,
     anomalous: true,
     model_version: "test-model@1",
+    model_precision: "fp32",
     latency_ms: 42.5,
     batch_size: 4,
     inference_ms: 12.346,
@@ -62,6 +63,12 @@ Deno.test("statusMessage() redacts credentials in the last error", () => {
   ]);
 });
 
+Deno.test("scoreMessage() says which precision scored the frame", () => {
+  const int8 = syntheticScoredFrame({ modelPrecision: "int8" });
+  assertEquals(scoreMessage(int8, Date.now()).model_precision, "int8");
+  assertEquals(scoreMessage(syntheticScoredFrame(), Date.now()).model_precision, "fp32");
+});
+
 Deno.test("eventMessage() sets end fields only on end", () => {
   const base = {
     id: "id-1",
@@ -79,6 +86,9 @@ Deno.test("eventMessage() sets end fields only on end", () => {
   const context = { onThreshold: 0.5, offThreshold: 0.45, threshold: 1.5, modelVersion: "m" };
   const start = eventMessage({ ...base, type: "start" }, context);
   assertEquals([start.end_seq, start.ended_at, start.reason], [null, null, null]);
+  assertEquals(start.model_precision, "fp32");
+  const int8 = eventMessage({ ...base, type: "start" }, { ...context, modelPrecision: "int8" });
+  assertEquals(int8.model_precision, "int8");
   const end = eventMessage({ ...base, type: "end", reason: "cleared" }, context);
   assertEquals([end.end_seq, end.ended_at_ms, end.reason, end.duration_ms], [
     9,
@@ -113,6 +123,19 @@ Deno.test("statsMessage() computes per-camera rates against the previous sample"
   const m = statsMessage(second, first);
   assertEquals([m.cameras[0]!.fps_in, m.cameras[0]!.fps_scored, m.uptime_s], [30, 25, 12]);
   assertEquals(m.inference.batch_ms, { p50: 1, p95: 2, p99: 3, count: 10 });
+});
+
+Deno.test("statsMessage() says which precision serves, fp32 when the status does not say", () => {
+  const status = pipelineStatus(100);
+  const sample = (s: PipelineStatus) => ({ at: 10_000, status: s, scored: new Map() });
+  assertEquals(statsMessage(sample(status)).model.precision, "fp32");
+  const int8 = { ...status, model: { ...status.model, precision: "int8" as const } };
+  assertEquals(statsMessage(sample(int8)).model, {
+    version: "m",
+    engine: "onnx (cpu)",
+    precision: "int8",
+    untrained: false,
+  });
 });
 
 Deno.test("modelMessage() carries the validation of candidate and current and the decision", () => {
@@ -185,6 +208,27 @@ Deno.test("modelMessage() carries the validation of candidate and current and th
     needed: 100,
   }, at);
   assertEquals(collecting.collecting, { frames: 10, needed: 100, bootstrap: false });
+});
+
+Deno.test("modelMessage() sends validation null for a candidate refused before scoring", () => {
+  const at = Date.UTC(2025, 5, 1, 12, 0, 0);
+  const reason = "candidate has no usable int8 graph (its model directory has none: the " +
+    "trainer did not calibrate one)";
+  const m = modelMessage("line-1", {
+    state: "refused",
+    key: "line-1",
+    at,
+    serving: "m@1",
+    trigger: "count",
+    candidate: "m@2",
+    decisionReason: reason,
+  }, at);
+  assertEquals([m.state, m.candidate_version, m.validation, m.decision_reason], [
+    "refused",
+    "m@2",
+    null,
+    reason,
+  ]);
 });
 
 Deno.test("modelMessage() gives the decision of a rollback, a failure and a cancellation", () => {

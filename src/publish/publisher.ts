@@ -16,7 +16,7 @@
  */
 import { assertNonNegativeInteger, assertPositiveInteger } from "../core/check.ts";
 import { errorMessage } from "../core/errors.ts";
-import type { CameraStatus, ScoredFrame } from "../core/frame.ts";
+import type { CameraStatus, ModelPrecision, ScoredFrame } from "../core/frame.ts";
 import { createLogger, type Logger } from "../core/log.ts";
 import type { PipelineStatus } from "../core/status.ts";
 import { type CommandCounters, CommandReceiver } from "./command_receiver.ts";
@@ -98,6 +98,7 @@ export interface PublisherCounters {
 interface CameraContext {
   threshold: number | undefined;
   modelVersion: string;
+  modelPrecision: ModelPrecision;
   frames: number;
   /** Frames eligible for a map so far. */
   mapEligible: number;
@@ -268,6 +269,7 @@ export class MqttPublisher implements AsyncDisposable {
       const context = this.#context(frame.camera);
       context.threshold = scored.threshold;
       context.modelVersion = scored.modelVersion;
+      context.modelPrecision = scored.modelPrecision ?? "fp32";
       context.frames++;
       this.#send(this.#build.score(scored, now));
       if (this.#wantsMap(scored, context)) this.#send(this.#build.map(scored));
@@ -433,7 +435,13 @@ export class MqttPublisher implements AsyncDisposable {
   #context(camera: string): CameraContext {
     let c = this.#cameras.get(camera);
     if (c === undefined) {
-      c = { threshold: undefined, modelVersion: "", frames: 0, mapEligible: 0 };
+      c = {
+        threshold: undefined,
+        modelVersion: "",
+        modelPrecision: "fp32",
+        frames: 0,
+        mapEligible: 0,
+      };
       this.#cameras.set(camera, c);
     }
     return c;
@@ -453,6 +461,7 @@ export class MqttPublisher implements AsyncDisposable {
       offThreshold,
       threshold: context.threshold,
       modelVersion: context.modelVersion,
+      modelPrecision: context.modelPrecision,
     }));
   }
 

@@ -52,6 +52,7 @@ const SCORE_KEYS = [
   "captured_at_ms",
   "inference_ms",
   "latency_ms",
+  "model_precision",
   "model_version",
   "normalized_score",
   "score",
@@ -69,6 +70,7 @@ const EVENT_KEYS = [
   "event_id",
   "frames",
   "last_seq",
+  "model_precision",
   "model_version",
   "off_threshold",
   "on_threshold",
@@ -156,6 +158,7 @@ Deno.test({
       normalized_score: 0.1,
       anomalous: false,
       model_version: "test-model@1",
+      model_precision: "fp32",
       latency_ms: 1000,
       batch_size: 1,
       inference_ms: 5,
@@ -449,7 +452,12 @@ Deno.test({
     const [first, second] = stats.map((m) => json<StatsMessage>(m));
     assertEquals(first!.cameras[0]!.fps_in, null);
     assertOk(second!.cameras[0]!.fps_in! > 0);
-    assertEquals(second!.model, { version: "m@1", engine: "onnx (cpu)", untrained: false });
+    assertEquals(second!.model, {
+      version: "m@1",
+      engine: "onnx (cpu)",
+      precision: "fp32",
+      untrained: false,
+    });
     assertEquals(second!.inference.batch_ms, { p50: 10, p95: 20, p99: 30, count: 5 });
     assertEquals(typeof second!.mqtt.connected, "boolean");
     const statuses = await sub.waitFor((m) => m.topic === "efficientad/cam-1/status", {

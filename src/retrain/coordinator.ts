@@ -87,6 +87,7 @@ import type { TrainProgress } from "../train/progress_event.ts";
 import { retrainTrigger, type TriggerFired } from "./triggers.ts";
 import type { PromotionMargins } from "./validate.ts";
 import { type EngineFactory, Promoter, type SwapHook } from "./promotion.ts";
+import type { Precision } from "../model/model.ts";
 import { BootstrapGate } from "./bootstrap_gate.ts";
 import { NewScene } from "./new_scene.ts";
 import { RecentFrames } from "./recent_frames.ts";
@@ -143,6 +144,8 @@ export interface RetrainCoordinatorOptions {
   readonly maxPendingWrites?: number;
   /** Engine factory (validation and swaps): see `PromoterOptions`. */
   readonly createEngine?: EngineFactory;
+  /** The precision candidates are validated and served at: see `PromoterOptions`. */
+  readonly precision?: Precision;
   /** Serves a promoted (or rolled-back-to) model: see `PromoterOptions`. */
   readonly swap?: SwapHook;
   /** Receives every lifecycle event; exceptions are logged and ignored. */
@@ -249,6 +252,8 @@ export class RetrainCoordinator implements AsyncDisposable {
       registry: options.registry,
       store: options.store,
       margins: options.margins,
+      ...(options.precision !== undefined ? { precision: options.precision } : {}),
+      ...(options.logger !== undefined ? { logger: options.logger } : {}),
       ...(options.createEngine !== undefined ? { createEngine: options.createEngine } : {}),
       ...(options.swap !== undefined ? { swap: options.swap } : {}),
     });
@@ -577,7 +582,7 @@ export class RetrainCoordinator implements AsyncDisposable {
           state: "refused",
           candidate: outcome.candidate,
           decisionReason: outcome.reason,
-          validation: outcome.validation,
+          ...(outcome.validation !== undefined ? { validation: outcome.validation } : {}),
         });
         return;
       }

@@ -6,6 +6,11 @@
  * swap rolls the registry back) or refused with the reason. A rollback makes the registry
  * serve the previous version and swaps a fresh engine of it in.
  *
+ * **Precision.** Engines open at the promoter's `precision` (`model.precision`), and each
+ * model is judged and served with the thresholds of the precision its engine serves
+ * (`servedThresholds`): at `int8` the candidate's int8 graph goes through the gate with its
+ * own thresholds, and a candidate without a usable int8 graph is refused.
+ *
  * **Crash safety.** The registry switches its `current` pointer atomically and only after
  * the version loaded, so a crash at any point leaves the serving model intact.
  *
@@ -38,8 +43,10 @@ import type { Tensor } from "../core/tensor.ts";
 import { imageToTensor } from "../image/decode.ts";
 import type { InferenceEngine } from "../infer/engine.ts";
 import { createOnnxEngine } from "../infer/onnx/engine.ts";
-import type { EfficientAdModel, Thresholds } from "../model/model.ts";
+import type { Logger } from "../core/log.ts";
+import type { EfficientAdModel, Precision, Thresholds } from "../model/model.ts";
 import { readProjectModel } from "../model/project_format.ts";
+import { servedThresholds } from "../model/thresholds.ts";
 import { errorMessage } from "../core/errors.ts";
 import type { FrameStore } from "./frame_store.ts";
 import type { ModelRegistry } from "./registry.ts";
@@ -52,12 +59,26 @@ import { type PromotionMargins, validateCandidate } from "./validate.ts";
 export interface ServedModel {
   /** The registry's version id. */
   readonly version: string;
-  /** The model's thresholds. */
+  /** The thresholds of the precision the engine serves (`servedThresholds`). */
   readonly thresholds?: Thresholds;
 }
 
+/** What the {@linkcode Promoter} asks of an {@linkcode EngineFactory}. */
+export interface EngineFactoryOptions {
+  /**
+   * The precision to serve (`model.precision`); a precision that cannot be served falls
+   * back to fp32 (`engine.precision` says which serves) with a warning.
+   */
+  readonly precision?: Precision;
+  /** Receives the engine's warnings (the reason of a fallback) instead of the factory's own. */
+  readonly logger?: Logger;
+}
+
 /** Makes an engine for a model (validation and swaps). */
-export type EngineFactory = (model: EfficientAdModel) => Promise<InferenceEngine>;
+export type EngineFactory = (
+  model: EfficientAdModel,
+  options?: EngineFactoryOptions,
+) => Promise<InferenceEngine>;
 
 /** Serves a model; takes ownership of `engine`. */
 export type SwapHook = (engine: InferenceEngine, model: ServedModel) => void | Promise<void>;
@@ -72,6 +93,14 @@ export interface PromoterOptions {
   readonly margins: PromotionMargins;
   /** Engine factory. Default {@linkcode createOnnxEngine} with its defaults. */
   readonly createEngine?: EngineFactory;
+  /**
+   * The precision models are validated and served at (`model.precision`). Default `fp32`.
+   * With `int8` a candidate's int8 graph goes through the gate, judged by its own
+   * thresholds; a candidate without a usable int8 graph is refused.
+   */
+  readonly precision?: Precision;
+  /** Receives the engines' warnings (a precision fallback). */
+  readonly logger?: Logger;
   /**
    * Serves a promoted (or rolled-back-to) model; takes ownership of the engine. Without it
    * the engine is disposed at once (the registry still records the change).
@@ -107,7 +136,8 @@ export type PromotionOutcome =
     readonly candidate: string;
     /** Why, in words. */
     readonly reason: string;
-    readonly validation: ValidationFigures;
+    /** Absent when it was refused before scoring (no usable int8 graph). */
+    readonly validation?: ValidationFigures;
   };
 
 /** A frame as a 1 x 3 x H x W tensor in [0, 1]. */
@@ -123,21 +153,56 @@ async function disposeQuietly(engine: InferenceEngine): Promise<void> {
   }
 }
 
+/** A logger that forwards to `base` and keeps the `reason` of every warning. */
+function recordingLogger(base: Logger | undefined, reasons: string[]): Logger {
+  const keep = (message: string, fields?: Record<string, unknown>) =>
+    void reasons.push(typeof fields?.reason === "string" ? fields.reason : message);
+  const over = (inner: Logger | undefined): Logger => ({
+    debug: (m, f) => inner?.debug(m, f),
+    info: (m, f) => inner?.info(m, f),
+    warn: (m, f) => {
+      keep(m, f);
+      inner?.warn(m, f);
+    },
+    error: (m, f) => {
+      keep(m, f);
+      inner?.error(m, f);
+    },
+    child: (scope) => over(inner?.child(scope)),
+    withLevel: (level) => over(inner?.withLevel(level)),
+  });
+  return over(base);
+}
+
 /** Validates, promotes and rolls back the models of one key; see the module doc. */
 export class Promoter {
   readonly #o: PromoterOptions;
   readonly #createEngine: EngineFactory;
+  readonly #precision: Precision;
 
   /** Keeps the options; opens nothing. */
   constructor(options: PromoterOptions) {
     this.#o = options;
-    this.#createEngine = options.createEngine ?? ((m) => createOnnxEngine(m));
+    this.#createEngine = options.createEngine ?? ((m, o) => createOnnxEngine(m, o));
+    this.#precision = options.precision ?? "fp32";
+  }
+
+  /** Opens `model` at the promoter's precision; `reasons` gets the engine's warnings. */
+  #open(model: EfficientAdModel, reasons: string[] = []): Promise<InferenceEngine> {
+    return this.#createEngine(model, {
+      precision: this.#precision,
+      logger: recordingLogger(this.#o.logger, reasons),
+    });
   }
 
   /**
    * Adds the candidate in `outDir` to the registry, validates it on `holdout` (and the
    * frames marked anomalous) against the serving model, and promotes and serves it, or
    * refuses it. Engines that do not serve are disposed.
+   *
+   * At precision `int8` the candidate's int8 graph is validated, against its own thresholds
+   * (the current model runs at the precision it serves); a candidate without one, or whose
+   * int8 graph does not load, is refused with that reason before anything is scored.
    *
    * @throws when the candidate does not load or has no thresholds, the engine factory's,
    * the registry's and `swap`'s errors (a failed swap rolls the registry back first, when
@@ -158,24 +223,52 @@ export class Promoter {
       if (candModel.thresholds === undefined) {
         throw new RangeError(`candidate ${id} has no thresholds`);
       }
-      const candidate = await this.#createEngine(candModel);
+      const int8 = this.#precision === "int8";
+      if (int8 && candModel.int8 === undefined) {
+        return {
+          kind: "refused",
+          candidate: id,
+          reason: "candidate has no usable int8 graph (its model directory has none: the " +
+            "trainer did not calibrate one)",
+        };
+      }
+      const reasons: string[] = [];
+      const candidate = await this.#open(candModel, reasons);
       engines.push(candidate);
+      if (int8 && candidate.precision !== "int8") {
+        return {
+          kind: "refused",
+          candidate: id,
+          reason: `candidate has no usable int8 graph (${
+            reasons.at(-1) ?? "it did not load: the engine serves fp32"
+          })`,
+        };
+      }
+      const candThresholds = servedThresholds(candModel, candidate.precision);
+      if (candThresholds === undefined) {
+        throw new RangeError(`candidate ${id} has no thresholds for ${candidate.precision}`);
+      }
       const current = await registry.current();
       let currentSubject;
       if (current !== undefined) {
-        if (current.model.thresholds === undefined) {
+        const engine = await this.#open(current.model);
+        engines.push(engine);
+        const thresholds = servedThresholds(current.model, engine.precision);
+        if (thresholds === undefined) {
           throw new RangeError(`current model ${current.id} has no thresholds`);
         }
-        const engine = await this.#createEngine(current.model);
-        engines.push(engine);
-        currentSubject = { engine, thresholds: current.model.thresholds };
+        currentSubject = { engine, thresholds };
       }
       const anomalous: Tensor[] = [];
       for (const f of store.list({ label: "anomalous" })) {
         anomalous.push(frameTensor(await store.read(f.id)));
       }
       const decision = await validateCandidate(
-        { engine: candidate, thresholds: candModel.thresholds },
+        {
+          engine: candidate,
+          thresholds: candThresholds,
+          ...(candidate.precision === "int8" ? { name: "candidate's int8 graph" } : {}),
+        },
         currentSubject,
         {
           frames: { normal: holdout.map(frameTensor), anomalous },
@@ -229,21 +322,19 @@ export class Promoter {
     const from = registry.currentId;
     const id = await registry.rollback(reason);
     const model = await readProjectModel(registry.pathOf(id));
-    await this.serve(await this.#createEngine(model), id, model);
+    await this.serve(await this.#open(model), id, model);
     return { version: id, ...(from !== undefined ? { from } : {}) };
   }
 
   /**
-   * Hands `engine` (serving version `id` of `model`) to `swap`, or disposes it when there
-   * is none.
+   * Hands `engine` (serving version `id` of `model`) to `swap` with the thresholds of the
+   * precision the engine serves, or disposes it when there is no `swap`.
    *
    * @throws `swap`'s error (the engine is disposed then).
    */
   async serve(engine: InferenceEngine, id: string, model: EfficientAdModel): Promise<void> {
-    const info: ServedModel = {
-      version: id,
-      ...(model.thresholds !== undefined ? { thresholds: model.thresholds } : {}),
-    };
+    const thresholds = servedThresholds(model, engine.precision);
+    const info: ServedModel = { version: id, ...(thresholds !== undefined ? { thresholds } : {}) };
     const swap = this.#o.swap;
     if (swap === undefined) {
       await engine[Symbol.asyncDispose]();

@@ -38,6 +38,11 @@ export interface ModelScores {
   readonly anomalous?: ArrayLike<number>;
   /** The model's thresholds. */
   readonly thresholds: Thresholds;
+  /**
+   * How the decision's sentences name the candidate (default `candidate`), e.g.
+   * `candidate's int8 graph` when its int8 graph was validated. Ignored for the current model.
+   */
+  readonly name?: string;
 }
 
 /**
@@ -177,8 +182,9 @@ export function decidePromotion(
         `expected at least ${m.minNormalFrames}`,
     );
   }
+  const who = candidate.name ?? "candidate";
   const base = (summary: string) =>
-    `${summary}: candidate flags ${pct(cand.flaggedFraction)} ` +
+    `${summary}: ${who} flags ${pct(cand.flaggedFraction)} ` +
     `of held-out normal frames`;
   if (current === undefined) {
     return {
@@ -202,13 +208,13 @@ export function decidePromotion(
   const eps = 1e-9;
   if (cand.flaggedFraction > cur.flaggedFraction + m.flaggedFraction + eps) {
     refusals.push(
-      `candidate flags ${pct(cand.flaggedFraction)} of held-out normal frames vs ` +
+      `${who} flags ${pct(cand.flaggedFraction)} of held-out normal frames vs ` +
         `${pct(cur.flaggedFraction)} for the current model (margin ${pct(m.flaggedFraction)})`,
     );
   }
   if (cand.medianNormalized > cur.medianNormalized + m.medianNormalized + eps) {
     refusals.push(
-      `candidate's median normalised score on held-out normal frames is ` +
+      `${who}'s median normalised score on held-out normal frames is ` +
         `${num(cand.medianNormalized)} vs ${num(cur.medianNormalized)} for the current model ` +
         `(margin ${num(m.medianNormalized)})`,
     );
@@ -219,7 +225,7 @@ export function decidePromotion(
   ) {
     const n = cand.anomalousFrames;
     refusals.push(
-      `candidate detects ${Math.round(cand.detectedFraction * n)} of ${n} frames marked ` +
+      `${who} detects ${Math.round(cand.detectedFraction * n)} of ${n} frames marked ` +
         `anomalous (${pct(cand.detectedFraction)}) vs ${pct(cur.detectedFraction)} for the ` +
         `current model (margin ${pct(m.detectedFraction)})`,
     );
@@ -229,7 +235,7 @@ export function decidePromotion(
     cand.auroc < cur.auroc - m.auroc - eps
   ) {
     refusals.push(
-      `candidate's AUROC on frames marked anomalous is ${num(cand.auroc)} vs ` +
+      `${who}'s AUROC on frames marked anomalous is ${num(cand.auroc)} vs ` +
         `${num(cur.auroc)} for the current model (margin ${num(m.auroc)})`,
     );
   }
@@ -305,6 +311,8 @@ export interface ValidationSubject {
    * (`scoreKind` `normalized`: judged against 0.5 on a 0..1 scale).
    */
   readonly thresholds: Thresholds;
+  /** How the decision names it (see `ModelScores.name`); candidates only. */
+  readonly name?: string;
 }
 
 /** The held-out frames to validate on. */
@@ -337,7 +345,12 @@ async function scoresOf(
   const thresholds = subject.engine.scoreKind === "normalized"
     ? NORMALIZED_THRESHOLDS
     : subject.thresholds;
-  return { normal, ...(anomalous !== undefined ? { anomalous } : {}), thresholds };
+  return {
+    normal,
+    ...(anomalous !== undefined ? { anomalous } : {}),
+    thresholds,
+    ...(subject.name !== undefined ? { name: subject.name } : {}),
+  };
 }
 
 /**

@@ -62,6 +62,31 @@ Deno.test("decidePromotion() refuses a candidate that flags more normal frames",
   assertEquals(d.current?.flaggedFraction, 0.02);
 });
 
+Deno.test("decidePromotion() names the candidate's int8 graph when it was validated", () => {
+  const d = decidePromotion(
+    { normal: scores(20, 8), anomalous: [0.4, 0.4], thresholds: T, name: "candidate's int8 graph" },
+    { normal: scores(20, 1), anomalous: [1.5, 1.5], thresholds: T },
+    MARGINS,
+  );
+  assertEquals(d.promote, false);
+  assertEquals(d.refusals, [
+    "candidate's int8 graph flags 40 % of held-out normal frames vs 5 % for the current model " +
+    "(margin 5 %)",
+    "candidate's int8 graph detects 0 of 2 frames marked anomalous (0 %) vs 100 % for the " +
+    "current model (margin 10 %)",
+    // 12 normal frames tie with both anomalous ones (0.5 each): 12 / 40; the current model's
+    // one flagged normal frame ties with them: 39 / 40.
+    "candidate's int8 graph's AUROC on frames marked anomalous is 0.30 vs 0.97 for the current " +
+    "model (margin 0.02)",
+  ]);
+  const first = decidePromotion(
+    { normal: scores(20, 0), thresholds: T, name: "candidate's int8 graph" },
+    undefined,
+    MARGINS,
+  );
+  assertOk(first.reason.startsWith("no current model: candidate's int8 graph flags 0 %"));
+});
+
 Deno.test("decidePromotion() accepts a candidate within the margin", () => {
   const d = decidePromotion(
     { normal: scores(100, 7), thresholds: T },

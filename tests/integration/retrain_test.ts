@@ -8,7 +8,9 @@ import { join } from "node:path";
 import { createLogger } from "../../src/core/log.ts";
 import { parsePipeline } from "../../src/config/mod.ts";
 import { Pipeline } from "../../src/pipeline/pipeline.ts";
-import { writeProjectModel } from "../../src/model/project_format.ts";
+import { writeInt8Graph, writeProjectModel } from "../../src/model/project_format.ts";
+import { resolveConfig } from "../../src/model/config.ts";
+import { buildEfficientAdGraph } from "../../src/infer/onnx/efficientad_graph.ts";
 import { syntheticModel } from "../../src/model/synthetic.ts";
 import { type ReceivedMessage, TestSubscriber } from "../support/mqtt_subscriber.ts";
 import { assertEquals, assertOk } from "../assert.ts";
@@ -102,6 +104,92 @@ retrain:
       assertEquals(status.model.cameras, { cam: version });
       assertEquals(status.retrain?.map((r) => [r.key, r.servingVersion, r.learning]), [
         ["cam", version, false],
+      ]);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+/**
+ * A stand-in trainer that honours `--int8` the way `train --int8` does: with it, the model
+ * it writes has an int8 block (`int8Dir`), without it none (`fp32Dir`).
+ */
+function int8Trainer(fp32Dir: string, int8Dir: string): string[] {
+  return [
+    Deno.execPath(),
+    "eval",
+    `const a = Deno.args; const out = a[a.indexOf("--out") + 1];
+const from = a.includes("--int8") ? ${JSON.stringify(int8Dir)} : ${JSON.stringify(fp32Dir)};
+console.log('{"type":"progress","step":1,"total":1,"loss":5,"eta":"0s","etaMs":0}');
+Deno.mkdirSync(out, { recursive: true });
+for (const e of Deno.readDirSync(from)) Deno.copyFileSync(from + "/" + e.name, out + "/" + e.name);`,
+  ];
+}
+
+Deno.test({
+  name:
+    "Pipeline() at model.precision int8 trains with --int8 and serves the int8 graph with its own thresholds" +
+    (HAS_MOSQUITTO && HAS_FFMPEG ? "" : " (skipped: mosquitto or ffmpeg missing)"),
+  ignore: !(HAS_MOSQUITTO && HAS_FFMPEG),
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    try {
+      // A small model; its fp32 graph's bytes stand in for the int8 graph.
+      const model = {
+        ...syntheticModel(resolveConfig({ teacherOutChannels: 8 })),
+        thresholds: { threshold: 1e9, min: 0, max: 1 },
+      };
+      const int8Thresholds = { threshold: 2e9, min: 0, max: 1 };
+      const fp32Dir = join(dir, "fp32");
+      const int8Dir = join(dir, "int8");
+      await writeProjectModel(fp32Dir, model);
+      await writeProjectModel(int8Dir, model);
+      await writeInt8Graph(int8Dir, buildEfficientAdGraph(model), {
+        calibration: { method: "minmax", frames: 2, seconds: 1, createdAt: "2026-12-06T00:00:00Z" },
+        quantiles: { qaSt: 0, qbSt: 1, qaAe: 0, qbAe: 1 },
+        thresholds: int8Thresholds,
+      });
+      await using broker = await Mosquitto.start();
+      const config = parsePipeline(
+        `cameras:
+  - name: cam
+    url: "lavfi:testsrc2=size=256x256:rate=4"
+    fps: 2
+model: { precision: int8, threads: 1 }
+mqtt:
+  url: ${broker.url}
+  topic_prefix: rt8
+http: { enabled: false }
+retrain:
+  enabled: true
+  store: { dir: ${JSON.stringify(join(dir, "retrain"))} }
+  training: { steps: 1 }
+  bootstrap: { frames: 3 }
+`,
+        "rt8.yaml",
+      );
+      await using sub = await TestSubscriber.connect(broker.url, { topics: ["rt8/#"] });
+      await using pipeline = await Pipeline.start(config, {
+        logger: createLogger({ sink: () => {} }),
+        trainCommand: int8Trainer(fp32Dir, int8Dir),
+      });
+      const [decided] = await sub.waitFor(
+        (m) =>
+          m.topic === "rt8/cam/model" && ["promoted", "refused"].includes(String(json(m).state)),
+        { timeoutMs: 60_000 },
+      );
+      assertEquals(json(decided!).state, "promoted", decided!.text);
+      const version = String(json(decided!).model_version);
+      const [score] = await sub.waitFor(
+        (m) => m.topic === "rt8/cam/score" && json(m).model_version === version,
+        { timeoutMs: 30_000 },
+      );
+      assertEquals([json(score!).model_precision, json(score!).threshold], ["int8", 2e9]);
+      const status = pipeline.status();
+      assertEquals(status.model.precisions, { cam: "int8" });
+      assertEquals(status.retrain?.map((r) => [r.servingVersion, r.servingPrecision]), [
+        [version, "int8"],
       ]);
     } finally {
       await Deno.remove(dir, { recursive: true });
