@@ -10,7 +10,7 @@ import type { Logger } from "../core/log.ts";
 import { type ArchitectureHints, type Artifact, loadArtifact } from "../model/artifact.ts";
 import { syntheticModel } from "../model/synthetic.ts";
 import type { ModelSize } from "../model/config.ts";
-import type { Precision } from "../model/model.ts";
+import type { Precision } from "../core/frame.ts";
 import type { EngineOptions, EngineType } from "../infer/create.ts";
 import type { ExecutionProvider } from "../infer/onnx/session.ts";
 

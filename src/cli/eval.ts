@@ -9,7 +9,7 @@
  *
  * @module
  */
-import type { Precision } from "../model/model.ts";
+import type { Precision } from "../core/frame.ts";
 import { parseArgs } from "node:util";
 import { dirname, relative } from "node:path";
 import { errorMessage, InputError } from "../core/errors.ts";

@@ -21,10 +21,11 @@ export interface Frame {
 }
 
 /**
- * The precision of the graph that scored a frame (the values of `Precision` in
- * `model/model.ts`): `int8` is a model's int8 graph, judged by its own thresholds.
+ * The numeric precision a model's graph is served at (`model.precision`, `--precision`):
+ * `int8` is a model's int8 graph, judged by its own thresholds; `fp16` the half-precision
+ * graph on WebGPU.
  */
-export type ModelPrecision = "fp32" | "fp16" | "int8";
+export type Precision = "fp32" | "fp16" | "int8";
 
 /** A frame with what the model said about it. */
 export interface ScoredFrame {
@@ -42,7 +43,7 @@ export interface ScoredFrame {
   /** The model version that scored it. */
   readonly modelVersion: string;
   /** The precision of the graph that scored it; absent = `fp32`. */
-  readonly modelPrecision?: ModelPrecision;
+  readonly modelPrecision?: Precision;
   /** How many frames the batch held. */
   readonly batchSize: number;
   /** Milliseconds the engine took for the whole batch. */

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { CameraStatus, ModelPrecision } from "./frame.ts";
+import type { CameraStatus, Precision } from "./frame.ts";
 import type { ModelState } from "./retrain_event.ts";
 
 /** Latency percentiles in milliseconds over a recent window. */
@@ -29,7 +29,7 @@ export interface PipelineStatus {
      * The precision of the graph that serves `version` (`int8`: the model's int8 graph with
      * its own thresholds); absent = `fp32`.
      */
-    readonly precision?: ModelPrecision;
+    readonly precision?: Precision;
     /** The GPU adapter the engine runs on; absent on the CPU. */
     readonly adapter?: GpuAdapterStatus;
     /** True while the service runs a built-in untrained model. */
@@ -43,7 +43,7 @@ export interface PipelineStatus {
      * Per camera, the precision of the graph that scores its frames (absent while its key
      * learns its first model).
      */
-    readonly precisions?: Readonly<Record<string, ModelPrecision>>;
+    readonly precisions?: Readonly<Record<string, Precision>>;
   };
   readonly cameras: readonly CameraStatus[];
   readonly inference: {
@@ -93,7 +93,7 @@ export interface RetrainStatus {
    * The precision that serves `servingVersion` (the engine's: `fp32` when an int8 graph
    * could not be served), or null before the first model.
    */
-  readonly servingPrecision: ModelPrecision | null;
+  readonly servingPrecision: Precision | null;
   /** The rollback target, or null. */
   readonly previousVersion: string | null;
   /**

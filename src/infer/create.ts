@@ -10,7 +10,7 @@ import type { InferenceEngine } from "./engine.ts";
 import { createAnomalibOnnxEngine } from "./onnx/anomalib_engine.ts";
 import { createOnnxEngine } from "./onnx/engine.ts";
 import type { ExecutionProvider } from "./onnx/session.ts";
-import type { Precision } from "../model/model.ts";
+import type { Precision } from "../core/frame.ts";
 
 /** Engine types: the project's ONNX graph in ONNX Runtime, or TensorFlow.js. */
 export type EngineType = "onnx" | "tfjs";

@@ -6,7 +6,7 @@
  */
 import type { Tensor } from "../core/tensor.ts";
 import type { AdapterInfo } from "./webgpu/adapter.ts";
-import type { Precision } from "../model/model.ts";
+import type { Precision } from "../core/frame.ts";
 
 /** What an engine returns for a batch of N images. */
 export interface InferenceOutput {

@@ -22,7 +22,7 @@
  * @example
  * ```ts
  * import { InferenceStage } from "./stage.ts";
- * import type { Frame, ModelPrecision, ScoredFrame } from "../core/frame.ts";
+ * import type { Frame, Precision, ScoredFrame } from "../core/frame.ts";
  * import type { InferenceEngine } from "./engine.ts";
  *
  * async function score(
@@ -42,7 +42,7 @@
  *
  * @module
  */
-import type { Frame, ModelPrecision, ScoredFrame } from "../core/frame.ts";
+import type { Frame, Precision, ScoredFrame } from "../core/frame.ts";
 import { assertPositiveInteger } from "../core/check.ts";
 import { errorMessage } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
@@ -114,9 +114,9 @@ export interface InferenceStats {
   /** Model key -> the version serving that key's cameras. */
   readonly models: Readonly<Record<string, string>>;
   /** The precision the default engine serves (`engine.precision`, absent = fp32). */
-  readonly modelPrecision: ModelPrecision;
+  readonly modelPrecision: Precision;
   /** Model key -> the precision its engine serves. */
-  readonly precisions: Readonly<Record<string, ModelPrecision>>;
+  readonly precisions: Readonly<Record<string, Precision>>;
   /** How many times `setModel()` swapped the model. */
   readonly swaps: number;
 }
@@ -213,7 +213,7 @@ export class InferenceStage implements ReadableWritablePair<ScoredFrame, Frame[]
   }
 
   /** The precision of the engine that scores `camera`'s frames (absent there = fp32). */
-  precisionFor(camera: string): ModelPrecision {
+  precisionFor(camera: string): Precision {
     return this.#slotFor(camera).engine.precision ?? "fp32";
   }
 

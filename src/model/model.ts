@@ -36,9 +36,6 @@ export type ResizeMethod = "bilinear";
 /** How the activation ranges of an int8 graph were chosen from the calibration frames. */
 export type CalibrationMethod = "minmax" | "percentile" | "entropy";
 
-/** The numeric precisions a model can be served at (`model.precision`, `--precision`). */
-export type Precision = "fp32" | "fp16" | "int8";
-
 /** How an int8 graph was calibrated (recorded in `model.json`). */
 export interface Int8Calibration {
   readonly method: CalibrationMethod;

@@ -4,7 +4,8 @@
  *
  * @module
  */
-import type { EfficientAdModel, Precision, Thresholds } from "./model.ts";
+import type { EfficientAdModel, Thresholds } from "./model.ts";
+import type { Precision } from "../core/frame.ts";
 
 /** Normalises a raw score with a model's thresholds; anomalous above 0.5. */
 export function normalizeScore(raw: number, t: Thresholds): number {

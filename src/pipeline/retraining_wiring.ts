@@ -23,7 +23,7 @@ import { formatDuration } from "../core/duration.ts";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { errorMessage } from "../core/errors.ts";
-import type { Frame, ModelPrecision, ScoredFrame } from "../core/frame.ts";
+import type { Frame, Precision, ScoredFrame } from "../core/frame.ts";
 import type { Logger } from "../core/log.ts";
 import { eventReason, type RetrainEvent } from "../core/retrain_event.ts";
 import type { RetrainStatus } from "../core/status.ts";
@@ -174,7 +174,7 @@ interface Key {
 function keyStatus(
   k: Key,
   untrained: boolean,
-  precision: ModelPrecision | null,
+  precision: Precision | null,
 ): RetrainStatus {
   const s = k.coordinator.status();
   const e = s.lastEvent;

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { ModelPrecision, ScoredFrame } from "../core/frame.ts";
+import type { Precision, ScoredFrame } from "../core/frame.ts";
 import { type Tensor, tensor } from "../core/tensor.ts";
 import { createLogger, type Logger } from "../core/log.ts";
 import { DEFAULTS } from "../config/defaults.ts";
@@ -75,7 +75,7 @@ export interface SyntheticScoredOptions {
   readonly map?: Tensor;
   readonly modelVersion?: string;
   /** Absent: the frame says nothing (fp32). */
-  readonly modelPrecision?: ModelPrecision;
+  readonly modelPrecision?: Precision;
   readonly batchSize?: number;
   readonly inferenceMs?: number;
 }

@@ -8,7 +8,7 @@
  *
  * @module
  */
-import type { CameraState, CameraStatus, ModelPrecision, ScoredFrame } from "../core/frame.ts";
+import type { CameraState, CameraStatus, Precision, ScoredFrame } from "../core/frame.ts";
 import { redact } from "../core/redact.ts";
 import {
   CANCELLED_REASON,
@@ -44,7 +44,7 @@ export interface ScoreMessage {
   readonly anomalous: boolean;
   readonly model_version: string;
   /** The precision of the graph that scored it: `fp32`, `fp16` or `int8` (own thresholds). */
-  readonly model_precision: ModelPrecision;
+  readonly model_precision: Precision;
   /** Milliseconds from capture to the moment this message was built for publishing. */
   readonly latency_ms: number;
   /** How many frames the inference batch held. */
@@ -108,7 +108,7 @@ export interface EventMessage {
   readonly threshold: number | null;
   readonly model_version: string;
   /** The precision of the graph whose scores the event tracked. */
-  readonly model_precision: ModelPrecision;
+  readonly model_precision: Precision;
 }
 
 export type { ModelState, RetrainTrigger };
@@ -192,7 +192,7 @@ export interface StatsMessage {
     readonly version: string;
     readonly engine: string;
     /** The precision the default model serves. */
-    readonly precision: ModelPrecision;
+    readonly precision: Precision;
     readonly untrained: boolean;
   };
   readonly cameras: readonly CameraStatsMessage[];
@@ -218,7 +218,7 @@ export interface EventContext {
   readonly threshold: number | undefined;
   readonly modelVersion: string;
   /** Absent = `fp32`. */
-  readonly modelPrecision?: ModelPrecision;
+  readonly modelPrecision?: Precision;
 }
 
 /** One stats sample: the pipeline's status and per-camera scored-frame counts at a time. */

@@ -16,7 +16,7 @@
  */
 import { assertNonNegativeInteger, assertPositiveInteger } from "../core/check.ts";
 import { errorMessage } from "../core/errors.ts";
-import type { CameraStatus, ModelPrecision, ScoredFrame } from "../core/frame.ts";
+import type { CameraStatus, Precision, ScoredFrame } from "../core/frame.ts";
 import { createLogger, type Logger } from "../core/log.ts";
 import type { PipelineStatus } from "../core/status.ts";
 import { type CommandCounters, CommandReceiver } from "./command_receiver.ts";
@@ -98,7 +98,7 @@ export interface PublisherCounters {
 interface CameraContext {
   threshold: number | undefined;
   modelVersion: string;
-  modelPrecision: ModelPrecision;
+  modelPrecision: Precision;
   frames: number;
   /** Frames eligible for a map so far. */
   mapEligible: number;

@@ -87,7 +87,7 @@ import type { TrainProgress } from "../train/progress_event.ts";
 import { retrainTrigger, type TriggerFired } from "./triggers.ts";
 import type { PromotionMargins } from "./validate.ts";
 import { type EngineFactory, Promoter, type SwapHook } from "./promotion.ts";
-import type { Precision } from "../model/model.ts";
+import type { Precision } from "../core/frame.ts";
 import { BootstrapGate } from "./bootstrap_gate.ts";
 import { NewScene } from "./new_scene.ts";
 import { RecentFrames } from "./recent_frames.ts";

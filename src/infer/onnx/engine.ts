@@ -7,7 +7,8 @@
  */
 import { formatShape, type Tensor } from "../../core/tensor.ts";
 import type { Logger } from "../../core/log.ts";
-import type { EfficientAdModel, Precision } from "../../model/model.ts";
+import type { EfficientAdModel } from "../../model/model.ts";
+import type { Precision } from "../../core/frame.ts";
 import { sha256Hex } from "../../core/sha256.ts";
 import type { InferenceEngine, InferenceOutput, RunOptions } from "../engine.ts";
 import { buildEfficientAdGraph, graphOutputs } from "./efficientad_graph.ts";
