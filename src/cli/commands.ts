@@ -12,7 +12,7 @@ import { createLogger, type Logger } from "../core/log.ts";
 import { createEngine } from "../infer/create.ts";
 import { buildEfficientAdGraph } from "../infer/onnx/efficientad_graph.ts";
 import { engineOptionsFrom, MODEL_FLAGS, openArtifact, positiveIntegerFlag } from "./args.ts";
-import { predict, readInputs } from "./predict.ts";
+import { predictFiles } from "./predict.ts";
 import { validateCommand } from "./validate.ts";
 import { EVAL_USAGE, evalCommand } from "./eval.ts";
 import { TRAIN_USAGE, trainCommand } from "./train.ts";
@@ -61,9 +61,8 @@ export async function predictCommand(args: string[], log: Logger): Promise<void>
   const artifact = await openArtifact(values, log);
   await using engine = await createEngine(artifact, { ...engineOptionsFrom(values), logger: log });
   log.info("model loaded", { model: artifact.path, engine: engine.description });
-  const inputs = await readInputs(positionals, engine.inputSize);
   const thresholds = artifact.kind === "efficientad" ? artifact.model.thresholds : undefined;
-  const results = await predict(engine, inputs, {
+  const results = await predictFiles(engine, positionals, {
     outDir,
     batchSize: batch,
     logger: log,
