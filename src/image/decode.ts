@@ -297,8 +297,8 @@ export interface EncodePngOptions {
   /**
    * The PNG row filter: `adaptive` (the default) tries all five on every row and keeps the
    * one that compresses best; `sub` (each byte minus its left neighbour) is about three
-   * times faster to encode and, on smooth pictures such as heatmaps, hardly larger.
-   * The pixels are the same either way.
+   * times faster to encode, and its files are a little larger (a jet map alone: 2 %;
+   * blended over MVTec bottle frames: 20 %). The pixels are the same either way.
    */
   readonly filter?: "adaptive" | "sub";
 }
