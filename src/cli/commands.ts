@@ -13,7 +13,7 @@ import { createEngine } from "../infer/create.ts";
 import { buildEfficientAdGraph } from "../infer/onnx/efficientad_graph.ts";
 import { servedThresholds } from "../model/thresholds.ts";
 import { engineOptionsFrom, MODEL_FLAGS, openArtifact, positiveIntegerFlag } from "./args.ts";
-import { predict, readInputs } from "./predict.ts";
+import { predictFiles } from "./predict.ts";
 import { validateCommand } from "./validate.ts";
 import { EVAL_USAGE, evalCommand } from "./eval.ts";
 import { TRAIN_USAGE, trainCommand } from "./train.ts";
@@ -65,11 +65,10 @@ export async function predictCommand(args: string[], log: Logger): Promise<void>
   const artifact = await openArtifact(values, log);
   await using engine = await createEngine(artifact, { ...engineOptionsFrom(values), logger: log });
   log.info("model loaded", { model: artifact.path, engine: engine.description });
-  const inputs = await readInputs(positionals, engine.inputSize);
   const thresholds = artifact.kind === "efficientad"
     ? servedThresholds(artifact.model, engine.precision)
     : undefined;
-  const results = await predict(engine, inputs, {
+  const results = await predictFiles(engine, positionals, {
     outDir,
     batchSize: batch,
     logger: log,

@@ -51,7 +51,12 @@ interface PngStatic {
     read(buffer: Buffer, options?: { checkCRC?: boolean }): PngMetadata;
     write(
       png: { width: number; height: number; data: Buffer },
-      options: { colorType: number; inputColorType: number; inputHasAlpha: boolean },
+      options: {
+        colorType: number;
+        inputColorType: number;
+        inputHasAlpha: boolean;
+        filterType?: number;
+      },
     ): Buffer;
   };
 }
@@ -287,18 +292,30 @@ export function tensorToImage(t: Tensor): RgbImage {
   return { width, height, data: out };
 }
 
+/** Options of {@linkcode encodePng}. */
+export interface EncodePngOptions {
+  /**
+   * The PNG row filter: `adaptive` (the default) tries all five on every row and keeps the
+   * one that compresses best; `sub` (each byte minus its left neighbour) is about three
+   * times faster to encode, and its files are a little larger (a jet map alone: 2 %;
+   * blended over MVTec bottle frames: 20 %). The pixels are the same either way.
+   */
+  readonly filter?: "adaptive" | "sub";
+}
+
 /**
  * Encodes an RGB image as an 8-bit RGB PNG (no alpha).
  *
  * @throws {RangeError} when `data` does not hold `width * height * 3` bytes.
  */
-export function encodePng(img: RgbImage): Uint8Array {
+export function encodePng(img: RgbImage, options: EncodePngOptions = {}): Uint8Array {
   checkImage(img, "encode PNG");
   const data = Buffer.from(img.data.buffer, img.data.byteOffset, img.data.byteLength);
   const png = PNG.sync.write({ width: img.width, height: img.height, data }, {
     colorType: 2,
     inputColorType: 2,
     inputHasAlpha: false,
+    ...(options.filter === "sub" ? { filterType: 1 } : {}),
   });
   return new Uint8Array(png); // a copy: small Buffers live in a shared pool
 }

@@ -4,7 +4,7 @@ import {
   assertRejects,
   assertThrows,
 } from "../../tests/assert.ts";
-import { deflateSync } from "node:zlib";
+import { deflateSync, inflateSync } from "node:zlib";
 import jpeg from "jpeg-js";
 import { InputError } from "../core/errors.ts";
 import {
@@ -136,6 +136,29 @@ Deno.test("decodeImage() round-trips an RGB PNG written by encodePng()", () => {
   };
   const back = decodeImage(encodePng(img), "rgb.png");
   assertEquals(back, { width: 3, height: 2, data: img.data });
+});
+
+Deno.test("encodePng() with the sub filter writes the same pixels, sub-filtered", () => {
+  const width = 40;
+  const height = 30;
+  const data = Uint8Array.from({ length: width * height * 3 }, (_, i) => (i * 37 + (i >> 7)) % 256);
+  const img: RgbImage = { width, height, data };
+  const sub = encodePng(img, { filter: "sub" });
+  assertEquals(decodeImage(sub, "sub.png"), img);
+  assertEquals(decodeImage(encodePng(img, { filter: "adaptive" }), "adaptive.png"), img);
+  // Every row of the sub-filtered file starts with filter type 1.
+  const view = new DataView(sub.buffer, sub.byteOffset, sub.byteLength);
+  let at = 8;
+  const idat: Uint8Array[] = [];
+  while (at < sub.length) {
+    const len = view.getUint32(at);
+    if (String.fromCharCode(...sub.subarray(at + 4, at + 8)) === "IDAT") {
+      idat.push(sub.subarray(at + 8, at + 8 + len));
+    }
+    at += 12 + len;
+  }
+  const raw = inflateSync(Uint8Array.from(idat.flatMap((c) => [...c])));
+  for (let row = 0; row < height; row++) assertEquals(raw[row * (width * 3 + 1)], 1);
 });
 
 Deno.test("decodeImage() copies greyscale PNG samples to all three channels", () => {
