@@ -28,6 +28,15 @@ function fixtureZip(entry = "efficientad_pretrained_weights/pretrained_teacher_s
   };
 }
 
+Deno.test("TEACHER_ZIP_SHA256 and TEACHER_ZIP_URLS name anomalib's teacher archive", () => {
+  assertEquals(TEACHER_ZIP_SHA256.length, 64);
+  assertOk(
+    TEACHER_ZIP_URLS.every((u) =>
+      u.endsWith("/efficientad_pretrained_weights/efficientad_pretrained_weights.zip")
+    ),
+  );
+});
+
 Deno.test({
   name: "installTeachers() unpacks and validates the teacher of a zip with the expected hash",
   ignore: !HAS_FIXTURE,
