@@ -142,13 +142,6 @@ interface Plan {
 /** Options of {@linkcode quantizableTensors} and {@linkcode quantizeGraph}. */
 export interface QdqOptions {
   /**
-   * `int8`: every Conv output is quantized (all convolutions fuse into QLinearConv).
-   * `fp32`: a Conv output that no Conv reads (through AveragePool or Resize at most), a
-   * network's output feeding the map arithmetic, stays float32: that Conv runs in float32
-   * on dequantized weights. Default `int8`.
-   */
-  readonly networkOutputs?: "int8" | "fp32";
-  /**
    * Bits of the int8 weights: 8 (values in [-127, 127]) or 7 ([-63, 63], "reduce range").
    * x86 CPUs without VNNI multiply uint8 by int8 with 16-bit saturating pair sums
    * (`vpmaddubsw`): with 8-bit weights a first layer's sums overflow and its output is
@@ -162,15 +155,6 @@ export interface QdqOptions {
 function excluded(n: INode, options: QdqOptions): boolean {
   const w = n.input?.[1] ?? "";
   return (options.exclude ?? []).some((p) => w.startsWith(p));
-}
-
-/** Whether a value reaches a Conv through AveragePool / Resize only. */
-function feedsConv(v: string, used: ReadonlyMap<string, INode[]>, options: QdqOptions): boolean {
-  return (used.get(v) ?? []).some((n) =>
-    (n.opType === "Conv" && !excluded(n, options)) ||
-    ((n.opType === "AveragePool" || n.opType === "Resize") &&
-      feedsConv(n.output?.[0] ?? "", used, options))
-  );
 }
 
 /**
@@ -258,7 +242,7 @@ function plan(model: onnxProto.onnx.ModelProto, options: QdqOptions = {}): Plan 
     let y = n.output?.[0] ?? "";
     const next = used.get(y);
     if (next?.length === 1 && next[0]!.opType === "Relu") y = next[0]!.output?.[0] ?? y;
-    if (options.networkOutputs !== "fp32" || feedsConv(y, used, options)) add(y);
+    add(y);
   }
   // A Resize between two quantized values reuses its input's scale and zero point: its
   // output stays within the input's range, and ONNX Runtime then drops the pair and

@@ -3,7 +3,14 @@ import { assertAlmostEquals, assertEquals, assertOk, assertThrows } from "../../
 import { buildEfficientAdGraph } from "../infer/onnx/efficientad_graph.ts";
 import { resolveConfig } from "../model/config.ts";
 import { syntheticModel } from "../model/synthetic.ts";
-import { quantizableTensors, quantizeGraph, quantizeWeights, uint8Params } from "./qdq_graph.ts";
+import { graphMaps } from "./graph_maps.ts";
+import {
+  prepareGraph,
+  quantizableTensors,
+  quantizeGraph,
+  quantizeWeights,
+  uint8Params,
+} from "./qdq_graph.ts";
 
 const { onnx } = onnxProto;
 const fp32 = buildEfficientAdGraph(syntheticModel(resolveConfig({ teacherOutChannels: 8 })));
@@ -92,4 +99,28 @@ Deno.test("quantizeGraph() puts the Q/DQ pair after the Relu of a Conv", () => {
 
 Deno.test("quantizeGraph() throws without a range for a quantized tensor", () => {
   assertThrows(() => quantizeGraph(fp32, new Map()), RangeError, "no range for");
+});
+
+Deno.test("prepareGraph() folds the teacher's normalisation into its last Conv, same maps", async () => {
+  const folded = prepareGraph(fp32);
+  const ops = (m: onnxProto.onnx.ModelProto) => m.graph!.node!.map((n) => n.opType);
+  const count = (list: (string | null | undefined)[], op: string) =>
+    list.filter((o) => o === op).length;
+  const before = ops(fpModel);
+  const after = ops(onnx.ModelProto.decode(folded));
+  // The input normalisation (Sub, Div on the image) stays; the teacher's goes.
+  assertEquals(count(after, "Sub"), count(before, "Sub") - 1);
+  assertEquals(count(after, "Div"), count(before, "Div") - 1);
+  const frame = {
+    shape: [1, 3, 256, 256],
+    data: Float32Array.from({ length: 3 * 256 * 256 }, (_, i) => (i % 251) / 251),
+  };
+  const [a] = await graphMaps(fp32, [frame], { intraOpThreads: 2 });
+  const [b] = await graphMaps(folded, [frame], { intraOpThreads: 2 });
+  let worst = 0, hi = 0;
+  for (let i = 0; i < a!.st.data.length; i++) {
+    worst = Math.max(worst, Math.abs(a!.st.data[i]! - b!.st.data[i]!));
+    hi = Math.max(hi, Math.abs(a!.st.data[i]!));
+  }
+  assertOk(worst <= 1e-4 * hi, `worst ${worst} of ${hi}`);
 });

@@ -8,6 +8,7 @@ import { calibrationFromMaps } from "../model/calibration.ts";
 import { resolveConfig } from "../model/config.ts";
 import type { EfficientAdModel } from "../model/model.ts";
 import { syntheticModel } from "../model/synthetic.ts";
+import { quantilesOf } from "../model/state_dict.ts";
 import { loadImageTensor } from "../train/data.ts";
 import { listImages } from "../image/list.ts";
 import { type FrameMaps, graphMaps } from "./graph_maps.ts";
@@ -139,5 +140,9 @@ Deno.test({
     // on a CPU without VNNI: 0.898, the first layers' sums saturate).
     assertOk(corr > 0.9995, `correlation ${corr}`);
     assertOk(worst < 0.03, `worst error ${worst} of the range`);
+    // The model's own quantiles are replaced by the int8 graph's.
+    const inGraph = graphQuantiles(b.graph)!;
+    assertAlmostEquals(inGraph.qbSt, b.quantiles.qbSt, 1e-5 * Math.abs(b.quantiles.qbSt));
+    assertOk(quantilesOf(real.stateDict)!.qbSt !== b.quantiles.qbSt);
   },
 });
