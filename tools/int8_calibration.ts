@@ -103,6 +103,18 @@ function pearson(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return sab / Math.sqrt(saa * sbb);
 }
 
+/** Kendall's tau-a: the share of image pairs both graphs order alike, minus the others. */
+function kendall(a: readonly number[], b: readonly number[]): number {
+  let s = 0, n = 0;
+  for (let i = 0; i < a.length; i++) {
+    for (let j = i + 1; j < a.length; j++) {
+      s += Math.sign(a[i]! - a[j]!) * Math.sign(b[i]! - b[j]!);
+      n++;
+    }
+  }
+  return s / n;
+}
+
 const fp32Maps = fp32Eval.map((m) => combined(m, fp32Q));
 let lo = Infinity, hi = -Infinity;
 for (const m of fp32Maps) for (const v of m) (lo = Math.min(lo, v), hi = Math.max(hi, v));
@@ -146,10 +158,10 @@ for (const m of methods) {
     `| ${name} | ${Math.min(...corr).toFixed(5)} | ${
       (corr.reduce((a, b) => a + b, 0) / corr.length).toFixed(5)
     } | ${(worst / (hi - lo) * 100).toFixed(2)} % | ${pearson(scores, fp32Scores).toFixed(5)} | ${
-      (auroc(own, labels) * 100).toFixed(2)
-    } | ${(auroc(fp32Scores, labels) * 100).toFixed(2)} | ${int8Ms.toFixed(0)} / ${
-      fp32Ms.toFixed(0)
-    } |`,
+      kendall(scores, fp32Scores).toFixed(3)
+    } | ${(auroc(own, labels) * 100).toFixed(2)} | ${
+      (auroc(fp32Scores, labels) * 100).toFixed(2)
+    } | ${int8Ms.toFixed(0)} / ${fp32Ms.toFixed(0)} |`,
   );
   console.error(`${name} done`);
 }
@@ -165,7 +177,8 @@ console.log(
 );
 console.log(
   "| method | map corr min | map corr mean | worst abs diff / fp32 map range | score corr | " +
+    "score Kendall tau | " +
     "image AUROC int8 | image AUROC fp32 | ms/image int8 / fp32 |",
 );
-console.log("|---|---|---|---|---|---|---|---|");
+console.log("|---|---|---|---|---|---|---|---|---|");
 for (const r of rows) console.log(r);
