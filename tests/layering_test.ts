@@ -30,9 +30,21 @@ const ALLOWED: Record<string, string[]> = {
     "retrain",
   ],
   eval: ["core", "model", "image", "infer"],
-  train: ["core", "model", "image", "infer"],
-  retrain: ["core", "model", "image", "infer", "eval", "train"],
-  cli: ["core", "config", "model", "image", "infer", "pipeline", "eval", "train", "retrain"],
+  quantize: ["core", "model", "infer"],
+  train: ["core", "model", "image", "infer", "quantize"],
+  retrain: ["core", "model", "image", "infer", "eval", "train", "quantize"],
+  cli: [
+    "core",
+    "config",
+    "model",
+    "image",
+    "infer",
+    "pipeline",
+    "eval",
+    "train",
+    "retrain",
+    "quantize",
+  ],
 };
 
 function* sourceFiles(dir: string): Generator<string> {

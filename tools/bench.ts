@@ -7,6 +7,11 @@
  * For the ONNX engine it also times ONNX Runtime's bare `session.run` on the same graph
  * and input (no tensor copies, no output mapping), so the engine's own overhead shows.
  *
+ * With `--precisions fp32,int8` (the default) it also builds each size's int8 graph with
+ * `quantizeModel` (4 calibration frames) and times its bare `session.run` beside the
+ * float32 graph's, printing the int8 / fp32 frames-per-second ratio and how long the
+ * calibration took.
+ *
  * @module
  */
 import { median } from "../src/core/percentiles.ts";
@@ -19,6 +24,7 @@ import { createEngine, type EngineType } from "../src/infer/create.ts";
 import { buildEfficientAdGraph, graphOutputs } from "../src/infer/onnx/efficientad_graph.ts";
 import { cpuCount, createSession, type RuntimeSession } from "../src/infer/onnx/session.ts";
 import type { Tensor } from "../src/core/tensor.ts";
+import { quantizeModel } from "../src/quantize/quantize_model.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -28,6 +34,7 @@ const { values } = parseArgs({
     batches: { type: "string", default: "1,8" },
     runs: { type: "string", default: "5" },
     threads: { type: "string" },
+    precisions: { type: "string", default: "fp32,int8" },
   },
 });
 
@@ -64,7 +71,17 @@ interface Row {
   bare?: number;
 }
 
+interface Int8Row {
+  size: string;
+  batch: number;
+  fp32: number;
+  int8: number;
+}
+
 const rows: Row[] = [];
+const int8Rows: Int8Row[] = [];
+const calibrations: string[] = [];
+const withInt8 = values.precisions.split(",").includes("int8");
 for (const engineType of values.engines.split(",") as EngineType[]) {
   for (const size of values.sizes.split(",") as ("s" | "m")[]) {
     const m = model(size);
@@ -98,6 +115,30 @@ for (const engineType of values.engines.split(",") as EngineType[]) {
       rows.push(row);
       console.error(`${row.engine} ${row.size} batch ${b}: ${row.perImage.toFixed(1)} ms/image`);
     }
+    if (bareSession && withInt8) {
+      const frames = [0, 1, 2, 3].map((k) => {
+        const f = batchOf(1);
+        return { shape: f.shape, data: f.data.map((v, i) => (v + k * 0.13 * Math.sin(i)) % 1) };
+      });
+      const build = await quantizeModel(m, frames, { intraOpThreads: threads });
+      calibrations.push(
+        `${size.toUpperCase()}: ${build.calibration.seconds.toFixed(1)} s on ` +
+          `${build.calibration.frames} frames (${build.calibration.method})`,
+      );
+      const int8 = (await createSession(build.graph, { intraOpThreads: threads })).session;
+      for (const b of values.batches.split(",").map(Number)) {
+        const batch = batchOf(b);
+        const input = new ort.Tensor("float32", batch.data, [...batch.shape]);
+        const fp32Ms = await time(() => bareSession!.run({ input }, graphOutputs()), runs);
+        const int8Ms = await time(() => int8.run({ input }, graphOutputs()), runs);
+        int8Rows.push({ size: size.toUpperCase(), batch: b, fp32: fp32Ms / b, int8: int8Ms / b });
+        console.error(
+          `int8 ${size.toUpperCase()} batch ${b}: ${(int8Ms / b).toFixed(1)} ms/image ` +
+            `(fp32 ${(fp32Ms / b).toFixed(1)})`,
+        );
+      }
+      await int8.release();
+    }
     await bareSession?.release();
   }
 }
@@ -116,4 +157,21 @@ for (const r of rows) {
       r.bare?.toFixed(1) ?? ""
     } | ${overhead} |`,
   );
+}
+
+if (int8Rows.length > 0) {
+  console.log(
+    `\nint8 against fp32, bare session.run, ${threads} threads, graph optimisation "all" ` +
+      `for both (median of ${runs} runs each, interleaved per batch size)\n`,
+  );
+  console.log("| size | batch | fp32 ms per image | int8 ms per image | int8 / fp32 frames/s |");
+  console.log("|---|---|---|---|---|");
+  for (const r of int8Rows) {
+    console.log(
+      `| ${r.size} | ${r.batch} | ${r.fp32.toFixed(1)} | ${r.int8.toFixed(1)} | ${
+        (r.fp32 / r.int8).toFixed(2)
+      } |`,
+    );
+  }
+  console.log(`\nint8 calibration (quantizeModel, ${threads} threads): ${calibrations.join("; ")}`);
 }
