@@ -24,7 +24,7 @@ import {
   configToJson,
   type EfficientAdConfig,
 } from "../model/config.ts";
-import type { EfficientAdModel, Thresholds } from "../model/model.ts";
+import type { EfficientAdModel } from "../model/model.ts";
 import { writeProjectModel } from "../model/project_format.ts";
 import { encodeSafetensors, readSafetensors } from "../model/safetensors.ts";
 import type { StateDict } from "../model/state_dict.ts";
