@@ -12,7 +12,22 @@ import { createLogger, type Logger } from "../core/log.ts";
 import { createEngine } from "../infer/create.ts";
 import { buildEfficientAdGraph } from "../infer/onnx/efficientad_graph.ts";
 import { servedThresholds } from "../model/thresholds.ts";
-import { engineOptionsFrom, MODEL_FLAGS, openArtifact, positiveIntegerFlag } from "./args.ts";
+import {
+  engineOptionsFrom,
+  MODEL_FLAGS,
+  openArtifact,
+  positiveIntegerFlag,
+  precisionFlag,
+} from "./args.ts";
+import {
+  CALIBRATION_FLAGS,
+  type CalibrationFlagValues,
+  QUANTIZE_USAGE,
+  quantizeCommand,
+  quantizeFromFlags,
+} from "./quantize.ts";
+import { isProjectModelDir, readProjectModel } from "../model/project_format.ts";
+import { sha256Hex } from "../core/sha256.ts";
 import { predictFiles } from "./predict.ts";
 import { validateCommand } from "./validate.ts";
 import { EVAL_USAGE, evalCommand } from "./eval.ts";
@@ -44,9 +59,11 @@ Commands:
       --batch <n>           images per run (default 8)
       --out <dir>           output folder (default out/predict)
       inputs: PNG / JPEG images or .npy float32 N x 3 x H x W in [0, 1]
-  export --model <path> --out <file.onnx> [--debug]
-                            write the project's inference graph as an ONNX file
-${TRAIN_USAGE}${TEACHER_USAGE}${EVAL_USAGE}  validate <pipeline.yaml> [--json]
+  export --model <path> --out <file.onnx> [--debug] [--precision int8 [--data <folder>]]
+                            write the project's inference graph as an ONNX file; with
+                            --precision int8 the model dir's int8 graph, calibrated first on
+                            --data (written into the model dir, as quantize does) when given
+${QUANTIZE_USAGE}${TRAIN_USAGE}${TEACHER_USAGE}${EVAL_USAGE}  validate <pipeline.yaml> [--json]
                             check a pipeline file and print it resolved (secrets hidden)
   help                      this text
 `;
@@ -104,9 +121,19 @@ export async function predictCommand(args: string[], log: Logger): Promise<void>
 export async function exportCommand(args: string[], log: Logger): Promise<void> {
   const { values } = parseArgs({
     args,
-    options: { ...MODEL_FLAGS, out: { type: "string" }, debug: { type: "boolean" } },
+    options: {
+      ...MODEL_FLAGS,
+      ...CALIBRATION_FLAGS,
+      out: { type: "string" },
+      debug: { type: "boolean" },
+    },
     strict: true,
   });
+  const precision = values.precision !== undefined ? precisionFlag(values.precision) : "fp32";
+  if (precision === "int8") return await exportInt8(values, log);
+  if (values.data !== undefined) {
+    throw new InputError("Cannot use --data without --precision int8: only int8 is calibrated");
+  }
   if (values.out === undefined) {
     throw new InputError("Cannot export: --out <file.onnx> is required");
   }
@@ -114,9 +141,47 @@ export async function exportCommand(args: string[], log: Logger): Promise<void> 
   if (artifact.kind !== "efficientad") {
     throw new InputError(`Cannot export ${artifact.path}: it is an ONNX file already`);
   }
-  const bytes = buildEfficientAdGraph(artifact.model, { debug: values.debug ?? false });
+  const bytes = buildEfficientAdGraph(artifact.model, {
+    debug: values.debug ?? false,
+    ...(precision === "fp16" ? { precision } : {}),
+  });
   await Deno.writeFile(values.out, bytes);
   log.info("wrote ONNX graph", { out: values.out, bytes: bytes.length, opset: 18 });
+}
+
+/**
+ * `export --precision int8`: calibrates the model dir's int8 graph when `--data` is given
+ * (written into the dir), then copies it to `--out` when given.
+ */
+async function exportInt8(
+  values: CalibrationFlagValues & { model?: string | undefined; out?: string | undefined },
+  log: Logger,
+): Promise<void> {
+  const dir = values.model;
+  if (dir === undefined || !(await isProjectModelDir(dir))) {
+    throw new InputError(
+      `Cannot export int8${dir ? ` of ${dir}` : ""}: --model must be a project model ` +
+        "directory (int8 graphs live there; `quantize --model <.pth> --out <dir>` makes one)",
+    );
+  }
+  const int8 = values.data !== undefined
+    ? await quantizeFromFlags(dir, values, log)
+    : (await readProjectModel(dir)).int8;
+  if (int8 === undefined) {
+    throw new InputError(
+      `Cannot export int8 of ${dir}: it has no int8 graph; pass --data <folder of normal ` +
+        "images> to calibrate one",
+    );
+  }
+  if (values.out === undefined) return;
+  const bytes = await Deno.readFile(int8.path);
+  if (await sha256Hex(bytes) !== int8.sha256) {
+    throw new InputError(
+      `Cannot export ${int8.path}: it does not match the sha256 in model.json; quantize again`,
+    );
+  }
+  await Deno.writeFile(values.out, bytes);
+  log.info("wrote int8 ONNX graph", { out: values.out, bytes: bytes.length });
 }
 
 /** `demo`: the main job on its embedded default. */
@@ -141,6 +206,9 @@ export async function runCli(argv: string[], log: Logger = createLogger()): Prom
         return 0;
       case "export":
         await exportCommand(rest, log);
+        return 0;
+      case "quantize":
+        await quantizeCommand(rest, log);
         return 0;
       case "demo":
         await demoCommand(rest, log);
