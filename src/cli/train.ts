@@ -48,6 +48,8 @@ export const TRAIN_USAGE = `  train --data <folder> --out <model dir> [options]
                             trainings so, and they end if the service dies)
       --progress-json       also write progress, the end or the error as JSON lines on
                             standard output (for the service; the bar is off)
+      --int8                also write the int8 graph, calibrated on the calibration images
+                            (as quantize does; a failure leaves the fp32 model, with a warning)
 `;
 
 /** The flags of `train`, validated; settings left out are `undefined`. */
@@ -59,6 +61,8 @@ export interface TrainFlags extends TrainSettings {
   readonly exitWithParent?: boolean;
   /** Write the run's events as JSON lines on standard output. */
   readonly progressJson?: boolean;
+  /** Also write the int8 graph (`--int8`). */
+  readonly int8?: boolean;
 }
 
 /** An integer flag of at least `min` (0 or 1); decimal digits only. */
@@ -105,6 +109,7 @@ export function parseTrainArgs(args: readonly string[]): TrainFlags {
         providers: { type: "string" },
         "exit-with-parent": { type: "boolean" },
         "progress-json": { type: "boolean" },
+        int8: { type: "boolean" },
       },
       allowPositionals: false,
       strict: true,
@@ -175,6 +180,7 @@ export function parseTrainArgs(args: readonly string[]): TrainFlags {
     ...(holdout !== undefined ? { holdout } : {}),
     ...(values["exit-with-parent"] === true ? { exitWithParent: true } : {}),
     ...(values["progress-json"] === true ? { progressJson: true } : {}),
+    ...(values.int8 === true ? { int8: true } : {}),
     ...(values["checkpoint-dir"] !== undefined ? { checkpointDir: values["checkpoint-dir"] } : {}),
     ...(values.resume !== undefined ? { resume: values.resume } : {}),
   };
@@ -237,7 +243,7 @@ export async function trainCommand(
 ): Promise<TrainOutcome> {
   const flags = parseTrainArgs(args);
   if (flags.exitWithParent === true) exitWhenStdinCloses(log);
-  const { exitWithParent: _exit, progressJson, ...settings } = flags;
+  const { exitWithParent: _exit, progressJson, int8, ...settings } = flags;
   const events = options.events ?? Deno.stdout;
   const emit = progressJson === true
     ? (e: TrainEvent) => writeAll(events, encoder.encode(trainEventLine(e) + "\n"))
@@ -268,6 +274,7 @@ export async function trainCommand(
       ...(options.logEvery !== undefined ? { logEvery: options.logEvery } : {}),
       ...(emit ? { onProgress: (p) => emit({ type: "progress", ...p }) } : {}),
       onStarted: () => (started = true),
+      ...(int8 === true ? { int8: true } : {}),
     });
     emit?.({
       type: "done",

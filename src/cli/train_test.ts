@@ -436,3 +436,24 @@ await trainCommand(Deno.args, createLogger(), { step: stubFactory(), logEvery: 2
     );
   });
 });
+
+Deno.test("trainCommand() --int8 also writes the int8 graph, calibrated on the calibration images", async () => {
+  await withWorkspace(async (dir) => {
+    const { log, lines } = capture();
+    const out = join(dir, "model");
+    const result = await trainCommand(
+      ["--data", join(dir, "data"), "--out", out, "--steps", "2", "--int8"],
+      log,
+      { step: stubFactory([]), terminal: false, signal: new AbortController().signal },
+    );
+    assertEquals(result.interrupted, false);
+    const model = await readProjectModel(out);
+    const int8 = model.int8;
+    assertOk(int8 !== undefined, lines.join("\n"));
+    assertOk(model.thresholds !== undefined);
+    // Calibrated on the same held-out images as the fp32 thresholds, on its own maps.
+    const held = lines.find((l) => l.includes("training data"))?.match(/calibration=(\d+)/);
+    assertEquals(int8.calibration.frames, Number(held?.[1]));
+    assertOk(lines.some((l) => l.includes("int8 graph written")), lines.join("\n"));
+  });
+});

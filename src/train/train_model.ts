@@ -10,6 +10,8 @@
  *
  * @module
  */
+import { quantizeModelDir } from "../quantize/quantize_dir.ts";
+import type { Tensor } from "../core/tensor.ts";
 import { join, resolve } from "node:path";
 import { errorMessage, InputError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
@@ -105,6 +107,11 @@ export interface TrainModelOptions extends TrainSettings {
   readonly logEvery?: number;
   /** Receives the progress every `logEvery` steps and at the last step. */
   readonly onProgress?: (progress: TrainProgress) => void;
+  /**
+   * Also write the int8 graph into `out`, calibrated on the calibration images (its own
+   * quantiles and thresholds). A failure to build it leaves the fp32 model, with a warning.
+   */
+  readonly int8?: boolean;
   /**
    * Called once the training step is built, before the teacher's statistics: from then on
    * an abort of `signal` ends the run cleanly (before it, the run only notices at that point).
@@ -448,5 +455,23 @@ export async function trainModel(options: TrainModelOptions): Promise<TrainOutco
     threshold: calibration.thresholds.threshold,
     onnx: join(settings.out, "model.onnx"),
   });
+  if (options.int8 === true) {
+    log.info("calibrating the int8 graph", { images: calibrationImages.length });
+    try {
+      const frames: Tensor[] = [];
+      for (let i = 0; i < calibrationImages.length; i++) {
+        frames.push(await calibrationImages.get(i));
+      }
+      const int8 = await quantizeModelDir(settings.out, frames, { logger: log, signal });
+      log.info("int8 graph written", {
+        file: int8.path,
+        threshold: int8.thresholds.threshold,
+        seconds: Number(int8.calibration.seconds.toFixed(1)),
+      });
+    } catch (e) {
+      if (signal.aborted) return { ...base, interrupted: true };
+      log.warn("int8 graph not written: the fp32 model is complete", { reason: errorMessage(e) });
+    }
+  }
   return { ...base, interrupted: false, out: settings.out };
 }
