@@ -16,6 +16,10 @@ export interface BenchPipelineOptions {
   readonly maxBatch?: number;
   /** The batcher's `queue_per_camera`. Default 1. */
   readonly queuePerCamera?: number;
+  /** `model.path` (a project model directory). Default: the built-in model. */
+  readonly modelPath?: string;
+  /** `model.precision`. Default fp32. */
+  readonly precision?: "fp32" | "int8";
 }
 
 /** The benchmarks' pipeline; see the module doc. */
@@ -35,7 +39,9 @@ export function benchPipeline(
   return parsePipeline(
     `cameras:
 ${cams}
-model: { engine: onnx }
+model: { engine: onnx${options.modelPath ? `, path: "${options.modelPath}"` : ""}${
+      options.precision ? `, precision: ${options.precision}` : ""
+    } }
 batching: { max_batch: ${
       options.maxBatch ?? Math.min(cameras, 4)
     }, max_wait_ms: 20, queue_per_camera: ${options.queuePerCamera ?? 1} }

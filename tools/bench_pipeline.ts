@@ -5,7 +5,9 @@
  *    through the whole service (ingest, batcher, ONNX engine, MQTT publisher to an embedded
  *    broker) for a fixed number of scored frames: sustained frames per second and
  *    capture-to-publish latency p50 / p99 next to the engine's pure batch throughput at the
- *    same batch size.
+ *    same batch size; at each of `--precisions` (fp32 and int8: the built-in weights written
+ *    to a temporary model directory and quantized on 4 frames), with int8's frame rate as a
+ *    ratio of fp32's in the same run.
  * 2. **No-op engine** (`--only noop`): 1, 4 and 8 cameras at `--noop-fps` each (fast enough
  *    to saturate), scored by {@linkcode NoopEngine}, publishing to a broker in a child
  *    process: frames per second and the service's own CPU milliseconds per frame (the
@@ -15,7 +17,7 @@
  *    frame path, so that table 2 says where the time goes.
  *
  * `deno task bench:pipeline [--only all|onnx|noop|stages] [--cameras 1,2,4] [--frames 40]
- * [--fps 8] [--noop-cameras 1,4,8] [--noop-fps 400] [--seconds 5]`
+ * [--fps 8] [--precisions fp32,int8] [--noop-cameras 1,4,8] [--noop-fps 400] [--seconds 5]`
  *
  * @module
  */
@@ -26,6 +28,9 @@ import { benchPipeline } from "./bench_config.ts";
 import { Pipeline } from "../src/pipeline/pipeline.ts";
 import { createOnnxEngine } from "../src/infer/onnx/engine.ts";
 import { syntheticModel } from "../src/model/synthetic.ts";
+import type { EfficientAdModel } from "../src/model/model.ts";
+import { readProjectModel, writeProjectModel } from "../src/model/project_format.ts";
+import { quantizeModelDir } from "../src/quantize/quantize_dir.ts";
 import { NoopEngine } from "../src/infer/noop_engine.ts";
 import { EmbeddedBroker } from "../src/publish/broker.ts";
 import { FrameAssembler } from "../src/ingest/frame_assembler.ts";
@@ -45,6 +50,7 @@ const { values } = parseArgs({
     cameras: { type: "string", default: "1,2,4" },
     frames: { type: "string", default: "40" },
     fps: { type: "string", default: "8" },
+    precisions: { type: "string", default: "fp32,int8" },
     "noop-cameras": { type: "string", default: "1,4,8" },
     "noop-fps": { type: "string", default: "400" },
     seconds: { type: "string", default: "5" },
@@ -98,8 +104,25 @@ async function childBroker(): Promise<{ url: string } & AsyncDisposable> {
   };
 }
 
-async function engineThroughput(batch: number, runs: number): Promise<number> {
-  await using engine = await createOnnxEngine(syntheticModel());
+/** The built-in weights as a model directory with an int8 graph (4 calibration frames). */
+async function int8ModelDir(): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "bench-int8-" });
+  await writeProjectModel(dir, syntheticModel());
+  const frames = [0, 1, 2, 3].map((k) => ({
+    shape: [1, 3, 256, 256],
+    data: new Float32Array(3 * 256 * 256).map((_, i) => ((i * 7 + k * 131) % 255) / 255),
+  }));
+  await quantizeModelDir(dir, frames);
+  return dir;
+}
+
+async function engineThroughput(
+  batch: number,
+  runs: number,
+  model: EfficientAdModel,
+  precision: "fp32" | "int8",
+): Promise<number> {
+  await using engine = await createOnnxEngine(model, { precision });
   const data = new Float32Array(batch * 3 * 256 * 256).map((_, i) => (i % 255) / 255);
   const input = { shape: [batch, 3, 256, 256], data };
   await engine.run(input);
@@ -111,6 +134,7 @@ async function engineThroughput(batch: number, runs: number): Promise<number> {
 async function onnxTable(): Promise<void> {
   const target = Number(values.frames);
   interface Row {
+    precision: "fp32" | "int8";
     cameras: number;
     batch: number;
     fps: number;
@@ -120,42 +144,60 @@ async function onnxTable(): Promise<void> {
     dropped: number;
   }
   const rows: Row[] = [];
-  for (const n of values.cameras.split(",").map(Number)) {
-    const batch = Math.min(n, 4);
-    const config = benchPipeline(n, Number(values.fps), `bench-${n}.yaml`);
-    await using pipeline = await Pipeline.start(config, { logger: log });
-    // Warm up: the first frames include ffmpeg start-up and session warm-up.
-    while (pipeline.status().inference.frames < 2 * batch) await sleep(50);
-    const f0 = pipeline.status().inference.frames;
-    const t0 = performance.now();
-    while (pipeline.status().inference.frames - f0 < target) await sleep(50);
-    const s = pipeline.status();
-    const secs = (performance.now() - t0) / 1000;
-    const engineFps = await engineThroughput(batch, Math.max(4, Math.ceil(24 / batch)));
-    rows.push({
-      cameras: n,
-      batch,
-      fps: (s.inference.frames - f0) / secs,
-      engineFps,
-      p50: s.inference.captureToPublishMs.p50,
-      p99: s.inference.captureToPublishMs.p99,
-      dropped: s.cameras.reduce((a, c) => a + c.framesDropped, 0),
-    });
-    console.error(`${n} camera(s): ${rows.at(-1)!.fps.toFixed(2)} frames/s`);
+  const precisions = values.precisions.split(",").map((p) => p.trim()) as ("fp32" | "int8")[];
+  const dir = precisions.includes("int8") ? await int8ModelDir() : undefined;
+  const int8Model = dir ? await readProjectModel(dir) : undefined;
+  for (const precision of precisions) {
+    for (const n of values.cameras.split(",").map(Number)) {
+      const batch = Math.min(n, 4);
+      const config = benchPipeline(n, Number(values.fps), `bench-${n}.yaml`, {
+        ...(precision === "int8" && dir ? { modelPath: dir, precision } : {}),
+      });
+      await using pipeline = await Pipeline.start(config, { logger: log });
+      // Warm up: the first frames include ffmpeg start-up and session warm-up.
+      while (pipeline.status().inference.frames < 2 * batch) await sleep(50);
+      const f0 = pipeline.status().inference.frames;
+      const t0 = performance.now();
+      while (pipeline.status().inference.frames - f0 < target) await sleep(50);
+      const s = pipeline.status();
+      const secs = (performance.now() - t0) / 1000;
+      const engineFps = await engineThroughput(
+        batch,
+        Math.max(4, Math.ceil(24 / batch)),
+        precision === "int8" && int8Model ? int8Model : syntheticModel(),
+        precision,
+      );
+      rows.push({
+        precision,
+        cameras: n,
+        batch,
+        fps: (s.inference.frames - f0) / secs,
+        engineFps,
+        p50: s.inference.captureToPublishMs.p50,
+        p99: s.inference.captureToPublishMs.p99,
+        dropped: s.cameras.reduce((a, c) => a + c.framesDropped, 0),
+      });
+      console.error(`${precision} ${n} camera(s): ${rows.at(-1)!.fps.toFixed(2)} frames/s`);
+    }
   }
+  if (dir) await Deno.remove(dir, { recursive: true });
   console.log(
     `\nPipeline, EfficientAD-S 256x256 (built-in weights), onnx cpu, ${navigator.hardwareConcurrency} CPUs, ` +
       `${target} frames after warm-up, sources at ${values.fps} fps each\n`,
   );
   console.log(
-    "| cameras | max batch | pipeline frames/s | engine-only frames/s | overhead | capture->publish p50 ms | p99 ms | frames dropped (saturation) |",
+    "| precision | cameras | max batch | pipeline frames/s | vs fp32 | engine-only frames/s | overhead | capture->publish p50 ms | p99 ms | frames dropped (saturation) |",
   );
-  console.log("|---|---|---|---|---|---|---|---|");
+  console.log("|---|---|---|---|---|---|---|---|---|---|");
   for (const r of rows) {
+    const base = rows.find((b) => b.precision === "fp32" && b.cameras === r.cameras);
+    const ratio = base ? `${(r.fps / base.fps).toFixed(2)}x` : "";
     console.log(
-      `| ${r.cameras} | ${r.batch} | ${r.fps.toFixed(2)} | ${r.engineFps.toFixed(2)} | ${
-        ((1 - r.fps / r.engineFps) * 100).toFixed(1)
-      } % | ${r.p50.toFixed(0)} | ${r.p99.toFixed(0)} | ${r.dropped} |`,
+      `| ${r.precision} | ${r.cameras} | ${r.batch} | ${r.fps.toFixed(2)} | ${ratio} | ${
+        r.engineFps.toFixed(2)
+      } | ${((1 - r.fps / r.engineFps) * 100).toFixed(1)} % | ${r.p50.toFixed(0)} | ${
+        r.p99.toFixed(0)
+      } | ${r.dropped} |`,
     );
   }
 }
