@@ -167,11 +167,16 @@ retrain:
       ).catch((e) => {
         throw new Error(`${errorMessage(e)}\nmodel topic:\n${story()}`);
       });
+      // A training on a saturated machine crawls (the inspection has the CPU): wait while
+      // it reports steps, fail when it stops reporting.
       const [promoted] = await sub.waitFor(
         (m) =>
           m.topic === "sc/line/model" &&
           ["promoted", "refused", "failed"].includes(String(json(m).state)),
-        { timeoutMs: 480_000 },
+        {
+          timeoutMs: 480_000,
+          progress: (m) => m.topic === "sc/line/model" && json(m).state === "training",
+        },
       );
       const decision = json(promoted!);
       assertOk(decision.state === "promoted", `not promoted:\n${story()}`);

@@ -119,23 +119,41 @@ export class TestSubscriber implements AsyncDisposable {
    * Waits until `count` received messages (counting from index `from`) match `predicate`;
    * returns them.
    *
-   * @throws {Error} after `timeoutMs` (default 5000), listing what did arrive.
+   * With `progress`, `timeoutMs` is the longest wait without progress: each new message
+   * matching `progress` (a training step reported, frames still draining) starts it again,
+   * so a slow machine that is still moving is waited for and a stuck one fails.
+   *
+   * @throws {Error} after `timeoutMs` (default 5000) without the messages (or without
+   * progress), listing what did arrive.
    */
   async waitFor(
     predicate: (m: ReceivedMessage) => boolean,
-    options: { count?: number; timeoutMs?: number; from?: number } = {},
+    options: {
+      count?: number;
+      timeoutMs?: number;
+      from?: number;
+      progress?: (m: ReceivedMessage) => boolean;
+    } = {},
   ): Promise<ReceivedMessage[]> {
     const count = options.count ?? 1;
     const from = options.from ?? 0;
+    const timeoutMs = options.timeoutMs ?? 5000;
     const matches = () => this.messages.slice(from).filter(predicate);
+    const progressed = () =>
+      options.progress ? this.messages.slice(from).filter(options.progress).length : 0;
     let timer: ReturnType<typeof setTimeout> | undefined;
     let timedOut = false;
-    const timeout = new Promise<void>((resolve) => {
+    let onTimeout = () => {};
+    const arm = () => {
+      clearTimeout(timer);
       timer = setTimeout(() => {
         timedOut = true;
-        resolve();
-      }, options.timeoutMs ?? 5000);
-    });
+        onTimeout();
+      }, timeoutMs);
+    };
+    const timeout = new Promise<void>((resolve) => (onTimeout = resolve));
+    arm();
+    let seenProgress = progressed();
     try {
       while (matches().length < count) {
         if (timedOut) {
@@ -144,13 +162,19 @@ export class TestSubscriber implements AsyncDisposable {
               m.payload.some((b) => b < 9) ? `<${m.payload.length} bytes>` : m.text.slice(0, 80)
             }`
           );
+          const still = options.progress ? ` (${timeoutMs} ms without progress)` : "";
           throw new Error(
-            `Cannot wait for ${count} MQTT messages: ${matches().length} arrived in time; got:\n${
+            `Cannot wait for ${count} MQTT messages: ${matches().length} arrived in time${still}; got:\n${
               seen.slice(-20).join("\n")
             }`,
           );
         }
         await Promise.race([new Promise<void>((r) => this.#wake.push(r)), timeout]);
+        const now = progressed();
+        if (now > seenProgress && !timedOut) {
+          seenProgress = now;
+          arm();
+        }
       }
       return matches().slice(0, count);
     } finally {

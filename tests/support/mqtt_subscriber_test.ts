@@ -38,3 +38,41 @@ Deno.test("persistentSession() asks for a QoS 1 session that the broker keeps", 
     client: { clientId: "archive", clean: false, protocolVersion: 4 },
   });
 });
+
+Deno.test("TestSubscriber.waitFor() with progress waits as long as progress keeps arriving", async () => {
+  await using broker = await EmbeddedBroker.start({ host: "127.0.0.1", port: 0, logger: quiet });
+  await using sub = await TestSubscriber.connect(broker.url, {
+    topics: ["t/#"],
+    client: { protocolVersion: broker.protocolVersion },
+  });
+  const client = await mqtt.connectAsync(broker.url, { protocolVersion: 4 });
+  try {
+    // Progress every 60 ms for 600 ms, then the awaited message: far beyond the 200 ms limit
+    // in all, never 200 ms without progress.
+    const feeding = (async () => {
+      for (let i = 0; i < 10; i++) {
+        await client.publishAsync("t/step", String(i), { qos: 1 });
+        await new Promise((r) => setTimeout(r, 60));
+      }
+      await client.publishAsync("t/done", "yes", { qos: 1 });
+    })();
+    const [done] = await sub.waitFor((m) => m.topic === "t/done", {
+      timeoutMs: 200,
+      progress: (m) => m.topic === "t/step",
+    });
+    assertEquals(done!.text, "yes");
+    await feeding;
+    // No progress: the limit holds.
+    await assertRejects(
+      () =>
+        sub.waitFor((m) => m.topic === "t/never", {
+          timeoutMs: 100,
+          progress: (m) => m.topic === "t/step",
+        }),
+      Error,
+      "(100 ms without progress)",
+    );
+  } finally {
+    await client.endAsync();
+  }
+});
