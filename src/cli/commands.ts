@@ -26,8 +26,7 @@ import {
   quantizeCommand,
   quantizeFromFlags,
 } from "./quantize.ts";
-import { isProjectModelDir, readProjectModel } from "../model/project_format.ts";
-import { sha256Hex } from "../core/sha256.ts";
+import { isProjectModelDir, readInt8Graph, readProjectModel } from "../model/project_format.ts";
 import { predictFiles } from "./predict.ts";
 import { validateCommand } from "./validate.ts";
 import { EVAL_USAGE, evalCommand } from "./eval.ts";
@@ -174,12 +173,7 @@ async function exportInt8(
     );
   }
   if (values.out === undefined) return;
-  const bytes = await Deno.readFile(int8.path);
-  if (await sha256Hex(bytes) !== int8.sha256) {
-    throw new InputError(
-      `Cannot export ${int8.path}: it does not match the sha256 in model.json; quantize again`,
-    );
-  }
+  const bytes = await readInt8Graph(int8);
   await Deno.writeFile(values.out, bytes);
   log.info("wrote int8 ONNX graph", { out: values.out, bytes: bytes.length });
 }

@@ -315,7 +315,12 @@ export async function writeProjectModel(dir: string, model: EfficientAdModel): P
     const message = errorMessage(e).replace(`Cannot load model ${dir}: `, "");
     throw new RangeError(`Cannot write model ${dir}: ${message}`, { cause: e });
   }
-  const int8Bytes = model.int8 ? await readInt8Source(model.int8, dir) : undefined;
+  let int8Bytes: Uint8Array | undefined;
+  try {
+    int8Bytes = model.int8 ? await readInt8Graph(model.int8) : undefined;
+  } catch (e) {
+    throw new RangeError(`Cannot write model ${dir}: ${errorMessage(e)}`, { cause: e });
+  }
   const json = modelJsonOf(model);
   if (json.int8 && model.int8) json.int8.file = int8FileName(model.int8.sha256);
   const check = modelJsonSchema.safeParse(json);
@@ -351,20 +356,24 @@ async function removeStaleInt8(dir: string, keep: string | undefined): Promise<v
   }
 }
 
-/** The bytes of a model's int8 graph to copy into `dir`, checked against its sha256. */
-async function readInt8Source(int8: Int8Graph, dir: string): Promise<Uint8Array> {
+/**
+ * Reads a model's int8 graph file and checks it against the sha256 `model.json` records:
+ * the one check of an int8 file, for the engine, `export` and copies of the model.
+ *
+ * @throws {ModelFormatError} naming the file when it cannot be read or does not match.
+ */
+export async function readInt8Graph(int8: Int8Graph): Promise<Uint8Array> {
   let bytes: Uint8Array;
   try {
     bytes = await Deno.readFile(int8.path);
   } catch (e) {
-    throw new RangeError(
-      `Cannot write model ${dir}: cannot read its int8 graph ${int8.path} (${errorMessage(e)})`,
-      { cause: e },
-    );
+    throw new ModelFormatError(int8.path, `cannot read it (${errorMessage(e)})`, { cause: e });
   }
   if (await sha256Hex(bytes) !== int8.sha256) {
-    throw new RangeError(
-      `Cannot write model ${dir}: its int8 graph ${int8.path} does not match its sha256`,
+    throw new ModelFormatError(
+      int8.path,
+      "it does not match the sha256 in model.json (altered or partly written); quantize " +
+        "the model again",
     );
   }
   return bytes;

@@ -9,7 +9,7 @@ import { formatShape, type Tensor } from "../../core/tensor.ts";
 import type { Logger } from "../../core/log.ts";
 import type { EfficientAdModel } from "../../model/model.ts";
 import type { Precision } from "../../core/frame.ts";
-import { sha256Hex } from "../../core/sha256.ts";
+import { readInt8Graph } from "../../model/project_format.ts";
 import type { InferenceEngine, InferenceOutput, RunOptions } from "../engine.ts";
 import { buildEfficientAdGraph, graphOutputs } from "./efficientad_graph.ts";
 import type { AdapterInfo } from "../webgpu/adapter.ts";
@@ -209,15 +209,9 @@ async function openInt8(
   if (options.debug) return notUsed("the debug outputs exist in the fp32 graph only");
   let bytes: Uint8Array;
   try {
-    bytes = await Deno.readFile(int8.path);
+    bytes = await readInt8Graph(int8);
   } catch (e) {
-    return notUsed(`cannot read ${int8.path}: ${errorMessage(e)}`);
-  }
-  if (await sha256Hex(bytes) !== int8.sha256) {
-    return notUsed(
-      `${int8.path} does not match the sha256 in model.json (altered or partly written); ` +
-        "quantize the model again",
-    );
+    return notUsed(errorMessage(e));
   }
   try {
     return await createSession(bytes, { ...options, name: `${name} int8` });
