@@ -10,7 +10,7 @@ import type { Logger } from "../core/log.ts";
 import { type ArchitectureHints, type Artifact, loadArtifact } from "../model/artifact.ts";
 import { syntheticModel } from "../model/synthetic.ts";
 import type { ModelSize } from "../model/config.ts";
-import type { Precision } from "../core/frame.ts";
+import { type Precision, PRECISIONS } from "../core/frame.ts";
 import type { EngineOptions, EngineType } from "../infer/create.ts";
 import type { ExecutionProvider } from "../infer/onnx/session.ts";
 
@@ -61,7 +61,6 @@ export interface ModelFlagValues {
 }
 
 const PROVIDERS: readonly ExecutionProvider[] = ["tensorrt", "cuda", "webgpu", "cpu"];
-const PRECISIONS: readonly Precision[] = ["fp32", "fp16", "int8"];
 
 /**
  * Reads `--precision`: `fp32`, `fp16` or `int8`.
@@ -70,7 +69,7 @@ const PRECISIONS: readonly Precision[] = ["fp32", "fp16", "int8"];
  */
 export function precisionFlag(value: string): Precision {
   const p = value.trim().toLowerCase();
-  if (!PRECISIONS.includes(p as Precision)) {
+  if (!(PRECISIONS as readonly string[]).includes(p)) {
     throw new InputError(`Cannot use --precision ${value}: expected fp32, fp16 or int8`);
   }
   return p as Precision;

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import type { Precision } from "../core/frame.ts";
 import { isAbsolute, resolve } from "node:path";
 import type { ResizeMode, Roi } from "../core/capture.ts";
 import type { ThresholdPolicy } from "../core/threshold_policy.ts";
@@ -91,7 +92,7 @@ export interface ResolvedModel {
    * thresholds); `fp16`, the half-precision graph on a WebGPU adapter with `shader-f16`.
    * Either falls back to fp32 with a log line when it cannot be served.
    */
-  readonly precision: "fp32" | "fp16" | "int8";
+  readonly precision: Precision;
   readonly threshold: ThresholdPolicy;
   readonly hints: ModelHints;
 }

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { PRECISIONS } from "../core/frame.ts";
 import { z } from "zod";
 import { DEFAULTS } from "./defaults.ts";
 import { classifySource } from "../core/source.ts";
@@ -179,7 +180,7 @@ const modelSchema = mapping({
   engine: oneOf(["onnx", "tfjs"]).optional(),
   execution_providers: executionProviders().optional(),
   threads: positiveInt().optional(),
-  precision: oneOf(["fp32", "fp16", "int8"]).optional(),
+  precision: oneOf(PRECISIONS).optional(),
   threshold: thresholdSchema.optional(),
   size: oneOf(["s", "m"]).optional(),
   padding: bool().optional(),

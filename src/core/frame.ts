@@ -25,7 +25,10 @@ export interface Frame {
  * `int8` is a model's int8 graph, judged by its own thresholds; `fp16` the half-precision
  * graph on WebGPU.
  */
-export type Precision = "fp32" | "fp16" | "int8";
+export type Precision = typeof PRECISIONS[number];
+
+/** Every {@linkcode Precision}, in the order the docs list them. */
+export const PRECISIONS = ["fp32", "fp16", "int8"] as const;
 
 /** A frame with what the model said about it. */
 export interface ScoredFrame {
