@@ -7,7 +7,10 @@ import { payloadJson, persistentSession, TestSubscriber } from "./mqtt_subscribe
 
 const quiet = createLogger({ level: "error", sink: () => {} });
 
-Deno.test("TestSubscriber keeps what arrives and waits for the messages asked for", async () => {
+/** An embedded broker, a subscriber to `t/#` and a publishing client, all closed after `fn`. */
+async function withBroker(
+  fn: (sub: TestSubscriber, client: mqtt.MqttClient) => Promise<void>,
+): Promise<void> {
   await using broker = await EmbeddedBroker.start({ host: "127.0.0.1", port: 0, logger: quiet });
   await using sub = await TestSubscriber.connect(broker.url, {
     topics: ["t/#"],
@@ -15,6 +18,14 @@ Deno.test("TestSubscriber keeps what arrives and waits for the messages asked fo
   });
   const client = await mqtt.connectAsync(broker.url, { protocolVersion: 4 });
   try {
+    await fn(sub, client);
+  } finally {
+    await client.endAsync();
+  }
+}
+
+Deno.test("TestSubscriber keeps what arrives and waits for the messages asked for", async () => {
+  await withBroker(async (sub, client) => {
     await client.publishAsync("t/a", JSON.stringify({ n: 1 }), { qos: 1 });
     await client.publishAsync("t/b", "two", { qos: 1 });
     const [b] = await sub.waitFor((m) => m.topic === "t/b");
@@ -26,9 +37,7 @@ Deno.test("TestSubscriber keeps what arrives and waits for the messages asked fo
       Error,
       "Cannot wait for 1 MQTT messages: 0 arrived in time",
     );
-  } finally {
-    await client.endAsync();
-  }
+  });
 });
 
 Deno.test("persistentSession() asks for a QoS 1 session that the broker keeps", () => {
@@ -40,13 +49,7 @@ Deno.test("persistentSession() asks for a QoS 1 session that the broker keeps", 
 });
 
 Deno.test("TestSubscriber.waitFor() with progress waits as long as progress keeps arriving", async () => {
-  await using broker = await EmbeddedBroker.start({ host: "127.0.0.1", port: 0, logger: quiet });
-  await using sub = await TestSubscriber.connect(broker.url, {
-    topics: ["t/#"],
-    client: { protocolVersion: broker.protocolVersion },
-  });
-  const client = await mqtt.connectAsync(broker.url, { protocolVersion: 4 });
-  try {
+  await withBroker(async (sub, client) => {
     // Progress every 60 ms for 600 ms, then the awaited message: far beyond the 200 ms limit
     // in all, never 200 ms without progress.
     const feeding = (async () => {
@@ -72,7 +75,5 @@ Deno.test("TestSubscriber.waitFor() with progress waits as long as progress keep
       Error,
       "(100 ms without progress)",
     );
-  } finally {
-    await client.endAsync();
-  }
+  });
 });

@@ -4,7 +4,7 @@
  * the quantizer (`src/quantize`); here a stand-in file (the fp32 graph's bytes) is enough
  * to tell which file ONNX Runtime loaded.
  */
-import { createLogger } from "../../core/log.ts";
+import { captureLog } from "../../publish/_test_utils.ts";
 import { sha256Hex } from "../../core/sha256.ts";
 import { assertEquals, assertOk } from "../../../tests/assert.ts";
 import { resolveConfig } from "../../model/config.ts";
@@ -14,11 +14,6 @@ import { buildEfficientAdGraph } from "./efficientad_graph.ts";
 import { createOnnxEngine } from "./engine.ts";
 
 const MODEL = syntheticModel(resolveConfig({ teacherOutChannels: 8 }));
-
-function captured(): { lines: string[]; logger: ReturnType<typeof createLogger> } {
-  const lines: string[] = [];
-  return { lines, logger: createLogger({ level: "debug", sink: (l) => lines.push(l) }) };
-}
 
 async function withInt8File(
   bytes: Uint8Array,
@@ -44,7 +39,7 @@ async function withInt8File(
 
 Deno.test("createOnnxEngine() with precision int8 serves the model's int8 file and says so", async () => {
   await withInt8File(buildEfficientAdGraph(MODEL), async (model) => {
-    const log = captured();
+    const log = captureLog();
     await using engine = await createOnnxEngine(model, {
       precision: "int8",
       intraOpThreads: 1,
@@ -57,7 +52,7 @@ Deno.test("createOnnxEngine() with precision int8 serves the model's int8 file a
 });
 
 Deno.test("createOnnxEngine() serves fp32 with the reason when the model has no int8 graph", async () => {
-  const log = captured();
+  const log = captureLog();
   await using engine = await createOnnxEngine(MODEL, { precision: "int8", logger: log.logger });
   assertEquals(engine.precision, "fp32");
   const line = log.lines.find((l) => l.includes("int8 graph not used")) ?? "";
@@ -70,7 +65,7 @@ Deno.test("createOnnxEngine() serves fp32 when the int8 file was altered after q
   const altered = bytes.slice();
   altered[altered.length - 1] = altered.at(-1)! ^ 1;
   await withInt8File(altered, async (model, path) => {
-    const log = captured();
+    const log = captureLog();
     await using engine = await createOnnxEngine(model, { precision: "int8", logger: log.logger });
     assertEquals(engine.precision, "fp32");
     const line = log.lines.find((l) => l.includes("int8 graph not used")) ?? "";
@@ -85,7 +80,7 @@ Deno.test("createOnnxEngine() serves fp32 when the int8 file was altered after q
 
 Deno.test("createOnnxEngine() serves fp32 when ONNX Runtime cannot load the int8 file", async () => {
   await withInt8File(new TextEncoder().encode("not an onnx graph"), async (model, path) => {
-    const log = captured();
+    const log = captureLog();
     await using engine = await createOnnxEngine(model, { precision: "int8", logger: log.logger });
     assertEquals(engine.precision, "fp32");
     const line = log.lines.find((l) => l.includes("int8 graph not used")) ?? "";
@@ -99,7 +94,7 @@ Deno.test("createOnnxEngine() serves fp32 when the int8 file is gone", async () 
     model = m;
     return Promise.resolve();
   });
-  const log = captured();
+  const log = captureLog();
   await using engine = await createOnnxEngine(model!, { precision: "int8", logger: log.logger });
   assertEquals(engine.precision, "fp32");
   const line = log.lines.find((l) => l.includes("int8 graph not used")) ?? "";
